@@ -1,3 +1,19 @@
-"""neuralsde_fin: neural SDEs calibrated to market price history."""
+"""neuralsde_fin: neural SDEs calibrated to market price history.
+
+The public API is this module's ``__all__``; everything in ``_name`` modules is internal.
+"""
+
+from __future__ import annotations
+
+from neuralsde_fin import data
+from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "data",
+    "load_prices",
+]

@@ -1,0 +1,11 @@
+"""Exceptions raised at the package's boundaries."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the row as numbered in the file, and the column."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded: missing, truncated, corrupted or of another format."""
