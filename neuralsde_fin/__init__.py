@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin.data import load_prices
 
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "DataError",
+    "VirtualBrownianTree",
     "data",
     "load_prices",
 ]
