@@ -164,6 +164,15 @@ def _as_float(name: str, v: Any) -> float:
     return out
 
 
+def _scalar_time(name: str, v: Any) -> Any:
+    """A one-element time: a tensor is kept (its dtype sets the node snapping), else a float."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(v.shape)}")
+        return v
+    return _as_float(name, v)
+
+
 class VirtualBrownianTree:
     r"""A Brownian motion on [t0, t1] reconstructed on demand from its seed: no stored path.
 
@@ -325,10 +334,10 @@ class VirtualBrownianTree:
             A tensor of ``shape``.
         """
         if t is None:
-            x, snap = self._positions(_as_float("t", s), "t")
+            x, snap = self._positions(_scalar_time("t", s), "t")
             return self._values(x, snap)[0, : self._n_flat].view(self.shape)
-        x0, snap0 = self._positions(_as_float("s", s), "s")
-        x1, snap1 = self._positions(_as_float("t", t), "t")
+        x0, snap0 = self._positions(_scalar_time("s", s), "s")
+        x1, snap1 = self._positions(_scalar_time("t", t), "t")
         w = self._values(np.concatenate([x0, x1]), max(snap0, snap1))
         return (w[1, : self._n_flat] - w[0, : self._n_flat]).view(self.shape)
 
