@@ -7,6 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Brownian kernels run eagerly in the suite: torch.compile warm-up (10-60 s) stays out of it.
+os.environ.setdefault("NEURALSDE_FIN_COMPILE", "0")
 
 
 @pytest.fixture(autouse=True)
