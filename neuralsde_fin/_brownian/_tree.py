@@ -208,10 +208,18 @@ class VirtualBrownianTree:
         seed: Any int; with the times and the shape it fixes every value.
         tol: Leaf width bound; ``M = ceil((t1 - t0) / tol)`` leaves (rounded when within 1e-6
             of an integer, so ``tol = dt`` of a uniform grid puts every grid time on a node).
-            Default (None): ``(t1 - t0) / 4096``. A solver should pass its step ``dt``.
+            Default (None): ``(t1 - t0) / 4096``, so that any grid up to 4096 steps (16
+            years of trading days on [0, T] in years) is sampled with the exact joint law.
+            Its cost: a grid time that is not a node needs a walk below the grid resolution
+            (about log2(4096 / n_steps) + 2 normals instead of 1), so a solver on a uniform
+            grid should pass ``tol = dt``, which makes every grid time a node.
         dtype: float32 or float64. Node positions, weights and keys are always computed in
             float64/int64 on the host, so float64 trees are exact to float64 rounding.
         device: Device of the values.
+
+    Attributes:
+        t0, t1, shape, seed, dtype, device: As given.
+        n_leaves: The number M of leaves; ``tol``: the leaf width (t1 - t0) / M actually used.
 
     Shape:
         ``bm(t)`` and ``bm(s, t)``: ``shape``. ``bm.increments(ts)``: (len(ts) - 1, *shape).
