@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = ["counter_normal", "counter_uniform"]
@@ -71,6 +72,22 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     x = x ^ ((x >> 27) & ((1 << 37) - 1))
     x = x * _M2
     return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+def key_states_np(states: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``mix(states + keys * G)`` elementwise on int64 NumPy arrays (host-side, exact uint64).
+
+    Shape:
+        states, keys: (R,) int64. Returns (R, 1) int64.
+    """
+    with np.errstate(over="ignore"):
+        x = states.astype(np.uint64) + keys.astype(np.uint64) * np.uint64(GOLDEN & _MASK64)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(_M1 & _MASK64)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(_M2 & _MASK64)
+        x ^= x >> np.uint64(31)
+    return x.view(np.int64).reshape(-1, 1)
 
 
 def seed_state(seed: int) -> int:

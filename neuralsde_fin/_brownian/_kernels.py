@@ -18,7 +18,7 @@ import torch
 
 from neuralsde_fin._brownian._counter import GOLDEN, _mix, box_muller
 
-__all__ = ["fill_level", "key_states", "pair_offsets", "use_compiled", "warmup"]
+__all__ = ["fill_level", "increments", "pair_offsets", "use_compiled", "warmup"]
 
 #: Paths x channels from which a tree uses the compiled kernel (compile takes 10-60 s once).
 COMPILE_MIN_ELEMENTS = 2**14
@@ -26,11 +26,6 @@ COMPILE_MIN_ELEMENTS = 2**14
 _compiled = None
 _compiled_diff = None
 _compile_failed = False
-
-
-def key_states(tag_state: int, keys: torch.Tensor) -> torch.Tensor:
-    """Hash states after absorbing ``keys`` into ``tag_state``: shape (R, 1) int64."""
-    return _mix(keys * GOLDEN + tag_state).unsqueeze(1)
 
 
 def pair_offsets(n_pairs: int, device: torch.device) -> torch.Tensor:

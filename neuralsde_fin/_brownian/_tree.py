@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from neuralsde_fin._brownian import _kernels
-from neuralsde_fin._brownian._counter import absorb, seed_state
+from neuralsde_fin._brownian._counter import absorb, key_states_np, seed_state
 
 __all__ = ["VirtualBrownianTree"]
 
@@ -25,23 +25,21 @@ TAG_BRIDGE = 1
 
 
 @dataclass(frozen=True)
-class _Level:
-    """One vectorised step: rows ``start:start+len(ra)`` of the node table from rows ra, rb."""
-
-    start: int
-    ra: torch.Tensor  # int64 (R, 1)
-    rb: torch.Tensor  # int64 (R, 1)
-    ca: np.ndarray  # float64 (R,) weight of W(a)
-    cb: np.ndarray  # float64 (R,) weight of W(b)
-    sig: np.ndarray  # float64 (R,) conditional standard deviation
-    tag: int
-    keys: torch.Tensor  # int64 (R,) node ids (tag 0) or float64 bits of the position (tag 1)
-
-
-@dataclass(frozen=True)
 class _Plan:
+    """The node table of a query, independent of the seed.
+
+    Rows 0 (W(t0) = 0) and 1 .. n_rows - 1, filled level by level: the rows ``start:stop`` of
+    one level are ``ca * W[ra] + cb * W[rb] + sig * N(tag, key)``; per-row arrays are indexed
+    by ``row - 1``.
+    """
+
     n_rows: int
-    levels: tuple[_Level, ...]
+    bounds: tuple[tuple[int, int], ...]  # (start, stop) rows of each level, in order
+    ra: torch.Tensor  # int64 (n_rows - 1, 1)
+    rb: torch.Tensor  # int64 (n_rows - 1, 1)
+    coef: np.ndarray  # float64 (3, n_rows - 1): ca, cb, sig
+    tags: np.ndarray  # int64 (n_rows - 1,)
+    keys: np.ndarray  # int64 (n_rows - 1,): node ids (tag 0) or float64 bits of the time
     rows: torch.Tensor  # int64 (n_queries,): row of each query time
 
 
@@ -113,16 +111,19 @@ def _build_plan(x: np.ndarray, n_leaves: int, snap: float, span: float) -> _Plan
                        np.ascontiguousarray(xb, dtype=np.float64).view(np.int64)))
         rows[~on_node] = start + np.arange(len(xb))
         start += len(xb)
+    bounds = tuple((lv[0], lv[0] + len(lv[1])) for lv in levels)
+
+    def cat(i: int, dtype) -> np.ndarray:
+        return np.concatenate([np.asarray(lv[i], dtype=dtype) for lv in levels])
+
     return _Plan(
         n_rows=start,
-        levels=tuple(
-            _Level(st, torch.from_numpy(np.asarray(ra, dtype=np.int64)).view(-1, 1),
-                   torch.from_numpy(np.asarray(rb, dtype=np.int64)).view(-1, 1),
-                   np.asarray(ca, dtype=np.float64), np.asarray(cb, dtype=np.float64),
-                   np.asarray(sig, dtype=np.float64), tag,
-                   torch.from_numpy(np.asarray(keys, dtype=np.int64)))
-            for st, ra, rb, ca, cb, sig, tag, keys in levels
-        ),
+        bounds=bounds,
+        ra=torch.from_numpy(cat(1, np.int64)).view(-1, 1),
+        rb=torch.from_numpy(cat(2, np.int64)).view(-1, 1),
+        coef=np.stack([cat(3, np.float64), cat(4, np.float64), cat(5, np.float64)]),
+        tags=np.concatenate([np.full(len(lv[1]), lv[6], dtype=np.int64) for lv in levels]),
+        keys=cat(7, np.int64),
         rows=torch.from_numpy(rows),
     )
 
@@ -282,7 +283,8 @@ class VirtualBrownianTree:
         self._channels = math.prod(shape[1:])
         self._n_flat = shape[0] * self._channels
         self._state = seed_state(self.seed)
-        self._tag_state = {tag: absorb(self._state, tag) for tag in (TAG_NODE, TAG_BRIDGE)}
+        self._tag_states = np.array([absorb(self._state, tag) for tag in (TAG_NODE, TAG_BRIDGE)],
+                                    dtype=np.int64)
         self._n_pad = self._n_flat + (self._n_flat & 1)
         self._compiled = _kernels.use_compiled(self._n_flat)
         self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device)
@@ -318,12 +320,13 @@ class VirtualBrownianTree:
         dev, dtype = self.device, self.dtype
         table = torch.empty(plan.n_rows, self._n_pad, dtype=dtype, device=dev)
         table[0].zero_()
-        for lv in plan.levels:
-            states = _kernels.key_states(self._tag_state[lv.tag], lv.keys).to(dev)
-            coef = torch.from_numpy(np.stack([lv.ca, lv.cb, lv.sig])).to(dev, dtype)
-            ca, cb, sig = coef.unsqueeze(2).unbind(0)
-            _kernels.fill_level(table, lv.start, lv.ra.to(dev), lv.rb.to(dev), ca, cb, sig,
-                                states, self._pairs, self._compiled)
+        states = torch.from_numpy(key_states_np(self._tag_states[plan.tags], plan.keys)).to(dev)
+        ca, cb, sig = torch.from_numpy(plan.coef).to(dev, dtype).unsqueeze(2).unbind(0)
+        ra, rb = plan.ra.to(dev), plan.rb.to(dev)
+        for start, stop in plan.bounds:
+            i, j = start - 1, stop - 1
+            _kernels.fill_level(table, start, ra[i:j], rb[i:j], ca[i:j], cb[i:j], sig[i:j],
+                                states[i:j], self._pairs, self._compiled)
         return table, plan.rows.to(dev)
 
     def _values(self, x: np.ndarray, snap: float) -> torch.Tensor:

@@ -14,6 +14,7 @@ from neuralsde_fin._brownian._counter import (
     _mix,
     _mix_int,
     absorb,
+    key_states_np,
     normal_pairs_stream,
     seed_state,
 )
@@ -45,6 +46,14 @@ def test_mix_matches_splitmix64_reference():
     assert _mix(torch.tensor(xs)).tolist() == [_mix_int(x) for x in xs]
     # known first output of SplitMix64 seeded with 0
     assert _splitmix64_reference(0) == 0xE220A8397B1DCDAF
+
+
+def test_host_numpy_hash_equals_torch_hash():
+    states = np.array([seed_state(0), seed_state(1), -5, 2**62], dtype=np.int64)
+    keys = np.array([0, 1, 2**40 + 3, -7], dtype=np.int64)
+    ref = [absorb(int(s), int(k)) for s, k in zip(states, keys)]
+    assert key_states_np(states, keys).reshape(-1).tolist() == ref
+    assert absorb(torch.from_numpy(states), torch.from_numpy(keys)).tolist() == ref
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
