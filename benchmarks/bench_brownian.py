@@ -17,7 +17,9 @@ so > 1 means we are faster). Cases, all for shape (4096, 8) over ts = linspace(0
   issue's neural SDE (state 32, noise 8, MLPs 64x2 with time input, reversible Heun): the
   ratio is torchsde's sampling time over ours; the target "<= 10% of (a) at 2x over torchsde"
   means ratio >= 20.
-Run: ``python benchmarks/bench_brownian.py [--repeats 5]``.
+Run: ``python benchmarks/bench_brownian.py [--repeats 5] [--threads 2] [--skip-sample]``.
+On a shared, oversubscribed machine ``--threads 1`` avoids OpenMP barrier stalls that inflate
+the many small ops of the peer (and of ours when queried step by step).
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-sample", action="store_true", help="skip sample_a_share")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (at most 2)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for dtype in (torch.float32, torch.float64):
         _kernels.warmup(dtype)  # torch.compile once, outside the timings
     ts32 = torch.linspace(0, 1, N_STEPS + 1)
