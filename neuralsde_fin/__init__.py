@@ -7,13 +7,45 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._evaluate import (
+    BASELINES,
+    EvaluationReport,
+    GBMBaseline,
+    GJRGarchBaseline,
+    evaluate,
+    plot_acf,
+    plot_fan_chart,
+    plot_qq,
+    plot_return_histogram,
+    plot_smile,
+    plot_training_curve,
+    pooled_acf,
+    report_figures,
+    sig_mmd_test,
+    write_report,
+)
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BASELINES",
     "CheckpointError",
     "DataError",
+    "EvaluationReport",
+    "GBMBaseline",
+    "GJRGarchBaseline",
     "data",
+    "evaluate",
     "load_prices",
+    "plot_acf",
+    "plot_fan_chart",
+    "plot_qq",
+    "plot_return_histogram",
+    "plot_smile",
+    "plot_training_curve",
+    "pooled_acf",
+    "report_figures",
+    "sig_mmd_test",
+    "write_report",
 ]
