@@ -77,6 +77,19 @@ class GBMBaseline:
         self.dt = float(dt)
         self.mu: np.ndarray | None = None
 
+    @classmethod
+    def from_params(cls, mu, sigma, *, corr=None, dt: float = 1.0 / 252) -> GBMBaseline:
+        """A GBM with given annualised drift(s) ``mu`` and volatility(ies) ``sigma``."""
+        self = cls(dt=dt)
+        self.mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+        self.sigma = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        if self.mu.shape != self.sigma.shape or (self.sigma < 0).any():
+            raise ValueError(f"from_params: bad mu {mu!r} or sigma {sigma!r}")
+        c = np.eye(len(self.sigma)) if corr is None else np.asarray(corr, dtype=np.float64)
+        self.cov = c * np.outer(self.sigma, self.sigma)
+        self.n_obs = 0
+        return self
+
     def fit(self, prices) -> GBMBaseline:
         """Fit on a price history (DataFrame or array of prices, oldest first)."""
         return self.fit_returns(history_returns(prices))
@@ -172,6 +185,35 @@ class GJRGarchBaseline:
         self.start = start
         self.burn_in = int(burn_in)
         self.params_: list[dict[str, float]] | None = None
+
+    @classmethod
+    def from_params(
+        cls,
+        mu: float,
+        omega: float,
+        alpha: float,
+        gamma: float,
+        beta: float,
+        nu: float,
+        *,
+        start: str = "stationary",
+        burn_in: int = 500,
+    ) -> GJRGarchBaseline:
+        """A one-asset GJR-GARCH(1,1,1)-t with given parameters (percent units, as arch's)."""
+        if not (omega > 0 and alpha >= 0 and alpha + gamma >= 0 and beta >= 0 and nu > 2):
+            raise ValueError(
+                f"from_params: need omega > 0, alpha >= 0, alpha + gamma >= 0, beta >= 0, nu > 2; "
+                f"got omega={omega}, alpha={alpha}, gamma={gamma}, beta={beta}, nu={nu}"
+            )
+        if start == "last":
+            raise ValueError("from_params: start='last' needs a fitted history; use 'stationary'")
+        self = cls(start=start, burn_in=burn_in)
+        keys = ("mu", "omega", "alpha", "gamma", "beta", "nu")
+        self.params_ = [dict(zip(keys, map(float, (mu, omega, alpha, gamma, beta, nu))))]
+        self.stderr_ = [dict.fromkeys(keys, float("nan"))]
+        self.corr = np.ones((1, 1))
+        self.results = []
+        return self
 
     def fit(self, prices) -> GJRGarchBaseline:
         """Fit on a price history (DataFrame or array of prices, oldest first)."""
