@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 import neuralsde_fin as nsf
 from neuralsde_fin._evaluate._stats import moments, pooled_acf
 
+ROOT = Path(__file__).resolve().parents[2]
 TRUE_GJR = dict(mu=0.03, omega=0.02, alpha=0.03, gamma=0.12, beta=0.87, nu=7.0)  # percent units
 
 
@@ -76,7 +79,8 @@ def test_gjr_garch_paths_show_volatility_clustering_and_fat_tails():
 
 
 def test_gjr_start_last_continues_the_history_and_multi_asset():
-    both = nsf.load_prices({"SPX": "data/sp500.csv", "NDX": "data/nasdaq.csv"}).iloc[-1500:]
+    data = ROOT / "data"
+    both = nsf.load_prices({"SPX": data / "sp500.csv", "NDX": data / "nasdaq.csv"}).iloc[-1500:]
     g = nsf.GJRGarchBaseline(start="last").fit(both)
     assert len(g.params_) == 2 and g.corr.shape == (2, 2)
     print("copula corr", g.corr[0, 1])
