@@ -22,6 +22,7 @@ from neuralsde_fin._evaluate import (
     pooled_acf,
     report_figures,
     sig_mmd_test,
+    stylized_facts,
     write_report,
 )
 from neuralsde_fin.data import load_prices
@@ -47,5 +48,6 @@ __all__ = [
     "pooled_acf",
     "report_figures",
     "sig_mmd_test",
+    "stylized_facts",
     "write_report",
 ]

@@ -20,7 +20,7 @@ from neuralsde_fin._evaluate._plots import (
     save_figure,
     write_report,
 )
-from neuralsde_fin._evaluate._report import EvaluationReport, evaluate
+from neuralsde_fin._evaluate._report import EvaluationReport, evaluate, stylized_facts
 from neuralsde_fin._evaluate._stats import (
     ks_2samp,
     moments,
@@ -50,5 +50,6 @@ __all__ = [
     "report_figures",
     "save_figure",
     "sig_mmd_test",
+    "stylized_facts",
     "write_report",
 ]

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+#: A price history: a frame / series from ``load_prices`` or an array of prices.
+PriceHistory = pd.DataFrame | pd.Series | np.ndarray | torch.Tensor
+
 #: name -> baseline class; filled by :func:`register`.
 BASELINES: dict[str, type] = {}
 
@@ -28,7 +31,7 @@ def register(name: str) -> Callable[[type], type]:
     return deco
 
 
-def history_returns(prices) -> np.ndarray:
+def history_returns(prices: PriceHistory) -> np.ndarray:
     """Daily log returns of a price history, ``(n_dates - 1, n_assets)`` float64.
 
     Accepts a DataFrame / Series (e.g. from :func:`neuralsde_fin.load_prices`) or an array of
@@ -78,7 +81,14 @@ class GBMBaseline:
         self.mu: np.ndarray | None = None
 
     @classmethod
-    def from_params(cls, mu, sigma, *, corr=None, dt: float = 1.0 / 252) -> GBMBaseline:
+    def from_params(
+        cls,
+        mu: float | np.ndarray,
+        sigma: float | np.ndarray,
+        *,
+        corr: np.ndarray | None = None,
+        dt: float = 1.0 / 252,
+    ) -> GBMBaseline:
         """A GBM with given annualised drift(s) ``mu`` and volatility(ies) ``sigma``."""
         self = cls(dt=dt)
         self.mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
@@ -90,7 +100,7 @@ class GBMBaseline:
         self.n_obs = 0
         return self
 
-    def fit(self, prices) -> GBMBaseline:
+    def fit(self, prices: PriceHistory) -> GBMBaseline:
         """Fit on a price history (DataFrame or array of prices, oldest first)."""
         return self.fit_returns(history_returns(prices))
 
@@ -215,7 +225,7 @@ class GJRGarchBaseline:
         self.results = []
         return self
 
-    def fit(self, prices) -> GJRGarchBaseline:
+    def fit(self, prices: PriceHistory) -> GJRGarchBaseline:
         """Fit on a price history (DataFrame or array of prices, oldest first)."""
         return self.fit_returns(history_returns(prices))
 

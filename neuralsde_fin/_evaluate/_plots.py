@@ -24,6 +24,9 @@ from matplotlib.ticker import MaxNLocator
 
 from neuralsde_fin.data import TRADING_DAYS
 
+#: Arrays accepted by the plots (converted to float64 numpy).
+ArrayLike = np.ndarray | torch.Tensor | pd.DataFrame | pd.Series | Sequence[float]
+
 #: Colours by column name; other names cycle through matplotlib's default colours.
 COLORS = {"data": "black", "model": "tab:blue", "gbm": "tab:orange", "gjr_garch_t": "tab:green"}
 
@@ -77,8 +80,8 @@ def _finish(fig: Figure, path) -> Figure:
 
 
 def plot_fan_chart(
-    history,
-    scenarios,
+    history: ArrayLike,
+    scenarios: Any,
     *,
     asset: int = 0,
     n_history: int = 250,
@@ -160,7 +163,7 @@ def _asset_returns(returns, asset: int) -> dict[str, np.ndarray]:
 
 
 def plot_return_histogram(
-    returns,
+    returns: Mapping[str, ArrayLike] | Any,
     *,
     asset: int = 0,
     bins: int = 100,
@@ -200,7 +203,7 @@ def plot_return_histogram(
 
 
 def plot_qq(
-    returns,
+    returns: Mapping[str, ArrayLike] | Any,
     *,
     reference: str = "data",
     asset: int = 0,
@@ -241,7 +244,7 @@ def plot_qq(
 
 
 def plot_acf(
-    acf,
+    acf: Mapping[str, ArrayLike] | pd.DataFrame | Any,
     *,
     n_obs: int | None = None,
     title: str | None = None,
@@ -278,9 +281,9 @@ def plot_acf(
 
 
 def plot_smile(
-    strikes,
-    maturities,
-    implied_vols,
+    strikes: ArrayLike,
+    maturities: ArrayLike,
+    implied_vols: ArrayLike,
     *,
     spot: float | None = None,
     title: str | None = None,
@@ -325,7 +328,7 @@ def plot_smile(
 
 
 def plot_training_curve(
-    losses,
+    losses: ArrayLike,
     *,
     smooth: int | None = None,
     logy: bool | None = None,
@@ -362,7 +365,9 @@ def plot_training_curve(
     return _finish(fig, path)
 
 
-def report_figures(report, *, history=None, scenarios=None) -> dict[str, Figure]:
+def report_figures(
+    report: Any, *, history: ArrayLike | None = None, scenarios: Any = None
+) -> dict[str, Figure]:
     """The standard figures of an :class:`EvaluationReport`: histogram, QQ plot, ACF of |r|.
 
     With ``history`` and ``scenarios`` a fan chart is added (first asset).
@@ -381,7 +386,7 @@ def report_figures(report, *, history=None, scenarios=None) -> dict[str, Figure]
 
 def write_report(
     out_dir: str | os.PathLike,
-    report=None,
+    report: Any = None,
     figures: Mapping[str, Figure | str | os.PathLike] | Sequence[Figure] | None = None,
     *,
     fmt: str = "markdown",

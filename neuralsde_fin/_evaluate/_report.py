@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +142,15 @@ def _to_log_paths(obj: Any, what: str, kind: str) -> np.ndarray:
     first point is 0 everywhere are log-price paths, positive arrays are prices).
     """
     if hasattr(obj, "prices") and not isinstance(obj, (np.ndarray, torch.Tensor)):
+        times = getattr(obj, "times", None)
+        if times is not None and len(times) > 1:
+            dt = np.diff(np.asarray(times.cpu() if hasattr(times, "cpu") else times, float))
+            if not np.allclose(dt, 1.0 / TRADING_DAYS, rtol=1e-3):
+                warnings.warn(
+                    f"evaluate: {what} steps are {dt.mean():.4g} years, not daily (1/252); "
+                    "the statistics treat each step as one trading day",
+                    stacklevel=3,
+                )
         obj, kind = obj.prices, "price"
     if isinstance(obj, torch.Tensor):
         x = obj.detach().cpu().to(torch.float64).numpy()
@@ -498,3 +508,41 @@ def _statistics(samples, assets, *, horizon, lags, seed, n_perm, mmd_samples, mm
 
 def _key(c: str, asset: str, n_assets: int) -> str:
     return c if n_assets == 1 else f"{c}[{asset}]"
+
+
+def stylized_facts(paths: Any, *, lags: int = 20, kind: str = "auto") -> dict[str, float]:
+    """The headline stylized facts of one sample of daily paths (first asset), as a flat dict.
+
+    Pooled over paths as in :func:`evaluate`: ``acf_abs_lag1`` (ACF of ``|r|`` at lag 1,
+    volatility clustering), ``acf_abs_mean`` (its mean over lags ``1..lags``), ``acf_r_lag1``,
+    ``leverage_lag1`` (``corr(r_t, r_{t+1}^2)``), ``kurtosis`` (excess), ``skew``,
+    ``ann_vol`` and ``ann_mean`` (daily log returns times 252 / sqrt(252)).
+
+    Args:
+        paths: Scenarios, prices or log-price paths ``(n_paths, n_times, n_assets)``, or a
+            price history (DataFrame / Series: one long window).
+        lags: the lags of the ACF mean; must be below the number of steps.
+        kind: ``"auto"``, ``"price"`` or ``"log"`` (see :func:`evaluate`).
+
+    Shape:
+        paths: ``(n_paths, n_times, n_assets)`` or ``(n_paths, n_times)``.
+    """
+    if isinstance(paths, (pd.DataFrame, pd.Series)):
+        x = np.log(np.asarray(paths.to_numpy(dtype=np.float64)))
+        x = (x[:, None] if x.ndim == 1 else x)[None]
+        x = x - x[:, :1]
+    else:
+        x = _to_log_paths(paths, "paths", kind)
+    r = np.diff(x[..., 0], axis=1)
+    m = moments(r)
+    acf_abs = pooled_acf(np.abs(r), lags)
+    return {
+        "acf_abs_lag1": float(acf_abs[0]),
+        "acf_abs_mean": float(acf_abs.mean()),
+        "acf_r_lag1": float(pooled_acf(r, 1)[0]),
+        "leverage_lag1": float(pooled_leverage(r, 1)[0]),
+        "kurtosis": m["kurtosis"],
+        "skew": m["skew"],
+        "ann_vol": m["std"] * math.sqrt(TRADING_DAYS),
+        "ann_mean": m["mean"] * TRADING_DAYS,
+    }

@@ -129,3 +129,20 @@ def test_bad_generated(sp500):
         nsf.evaluate(np.ones((10, 31, 2)), sp500, n_perm=0, baselines=())
     with pytest.raises(ValueError, match="horizon="):
         nsf.evaluate(None, sp500)
+
+
+def test_stylized_facts_agrees_with_the_report(sp500, sp500_report):
+    w, _ = nsf.data.windows(sp500, 64, 64)
+    facts = nsf.stylized_facts(w)
+    t = sp500_report.table
+    assert facts["acf_abs_lag1"] == pytest.approx(t.loc["ACF |r| lag 1", "data"], rel=1e-12)
+    assert facts["kurtosis"] == pytest.approx(t.loc["excess kurtosis 1d", "data"], rel=1e-12)
+    whole = nsf.stylized_facts(sp500)  # the whole history as one window
+    print("S&P 500, whole history:", whole)
+    assert whole["acf_abs_lag1"] > 0.1 and whole["kurtosis"] > 1
+
+
+def test_scenarios_with_non_daily_steps_warn(sp500):
+    prices = 100 * np.exp(nsf.GBMBaseline.from_params(0.0, 0.2).sample(20, 30, seed=0))
+    with pytest.warns(UserWarning, match="not daily"):
+        nsf.evaluate(_Scen(np.arange(31) / 52, prices), sp500, baselines=(), lags=5, n_perm=0)
