@@ -136,7 +136,7 @@ class GBMBaseline:
             raise ValueError(f"{type(self).__name__}: call .fit(prices) before using the model")
 
     def sample(self, n_paths: int, horizon: int, *, seed: int = 0) -> np.ndarray:
-        """Daily log-price paths from 0: exact GBM increments.
+        """Daily log-price paths from 0: exact GBM increments (path i does not depend on n_paths).
 
         Shape:
             output ``(n_paths, horizon + 1, n_assets)``.
@@ -273,22 +273,27 @@ class GJRGarchBaseline:
             raise ValueError(f"{type(self).__name__}: call .fit(prices) before using the model")
 
     def _innovations(self, rng: np.random.Generator, n_paths: int, n_steps: int) -> np.ndarray:
-        """Unit-variance Student-t innovations ``(n_steps, n_paths, n_assets)``."""
+        """Unit-variance Student-t innovations ``(n_paths, n_steps, n_assets)``.
+
+        Drawn path by path (C order), so the first paths do not depend on ``n_paths``.
+        """
         nus = np.array([p["nu"] for p in self.params_])
         d = len(nus)
         if d == 1:
-            t = rng.standard_t(nus[0], size=(n_steps, n_paths, 1))
+            t = rng.standard_t(nus[0], size=(n_paths, n_steps, 1))
         else:
             from scipy import special, stats
 
             chol = np.linalg.cholesky(self.corr + 1e-12 * np.eye(d))
-            g = rng.standard_normal((n_steps, n_paths, d)) @ chol.T
+            g = rng.standard_normal((n_paths, n_steps, d)) @ chol.T
             u = special.ndtr(g)
             t = np.stack([stats.t.ppf(u[..., j], nus[j]) for j in range(d)], axis=-1)
         return t * np.sqrt((nus - 2) / nus)
 
     def sample(self, n_paths: int, horizon: int, *, seed: int = 0) -> np.ndarray:
         """Daily log-price paths from 0, simulated by the fitted recursion (vectorised over paths).
+
+        The noise is drawn path by path, so the first paths do not depend on ``n_paths``.
 
         Shape:
             output ``(n_paths, horizon + 1, n_assets)``.
@@ -308,14 +313,14 @@ class GJRGarchBaseline:
             e, v = np.array(self._last_eps), np.array(self._last_var)
             var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * v
             var = np.broadcast_to(var, (n_paths, d)).copy()
-        y = np.empty((horizon, n_paths, d))
+        y = np.empty((n_paths, horizon, d))
         eps = np.zeros((n_paths, d))
         for t in range(burn + horizon):
             if t > 0:
                 var = p["omega"] + (p["alpha"] + p["gamma"] * (eps < 0)) * eps**2 + p["beta"] * var
-            eps = np.sqrt(var) * z[t]
+            eps = np.sqrt(var) * z[:, t]
             if t >= burn:
-                y[t - burn] = p["mu"] + eps
+                y[:, t - burn] = p["mu"] + eps
         out = np.zeros((n_paths, horizon + 1, d))
-        np.cumsum(np.moveaxis(y, 0, 1) / 100.0, axis=1, out=out[:, 1:])
+        np.cumsum(y / 100.0, axis=1, out=out[:, 1:])
         return out
