@@ -10,6 +10,7 @@ from neuralsde_fin._evaluate._baselines import (
 )
 from neuralsde_fin._evaluate._mmd import sig_mmd_test
 from neuralsde_fin._evaluate._plots import (
+    make_report,
     plot_acf,
     plot_fan_chart,
     plot_qq,
@@ -36,6 +37,7 @@ __all__ = [
     "GJRGarchBaseline",
     "evaluate",
     "ks_2samp",
+    "make_report",
     "moments",
     "plot_acf",
     "plot_fan_chart",

@@ -471,3 +471,63 @@ def write_report(
         body, target = "\n".join(parts) + "\n", out / "report.html"
     _atomic_write_bytes(target, lambda f: f.write(body.encode("utf-8")))
     return target
+
+
+def make_report(
+    out_dir: str | os.PathLike,
+    generated: Any,
+    real: pd.DataFrame | pd.Series,
+    *,
+    scenarios: Any = None,
+    losses: ArrayLike | None = None,
+    smile: Mapping[str, Any] | None = None,
+    fmt: str = "markdown",
+    title: str = "neuralsde_fin evaluation",
+    text: str | None = None,
+    **evaluate_kwargs: Any,
+) -> tuple[Any, Path]:
+    """Evaluate, draw every figure and write the report directory in one call.
+
+    Runs :func:`neuralsde_fin.evaluate` on ``generated`` against the price history ``real``,
+    then writes the return histogram, QQ plot and ACF of ``|r|``; the fan chart when
+    ``scenarios`` (paths continuing the history, e.g. ``model.sample(..., spot=last price)``)
+    is given; the smile when ``smile={"strikes", "maturities", "implied_vols"[, "spot"]}`` is
+    given; the training curve when ``losses`` is given. Also writes ``metrics.json``
+    (:meth:`EvaluationReport.to_dict`), atomically like the rest.
+
+    Args:
+        out_dir: the report directory.
+        generated, real: as :func:`neuralsde_fin.evaluate`.
+        scenarios: paths continuing the history for the fan chart.
+        losses: training losses by step.
+        smile: arrays for :func:`plot_smile`.
+        fmt: ``"markdown"`` or ``"html"``.
+        title, text: heading and introduction of the report.
+        **evaluate_kwargs: passed to :func:`neuralsde_fin.evaluate`.
+
+    Returns:
+        ``(report, path of report.md / report.html)``.
+    """
+    import json
+
+    from neuralsde_fin._evaluate._report import evaluate
+
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"make_report: fmt must be 'markdown' or 'html', got {fmt!r}")
+    report = evaluate(generated, real, **evaluate_kwargs)
+    figs = report_figures(report, history=real, scenarios=scenarios)
+    if smile is not None:
+        missing = {"strikes", "maturities", "implied_vols"} - set(smile)
+        if missing:
+            raise ValueError(f"make_report: smile is missing {sorted(missing)}")
+        figs["smile"] = plot_smile(
+            smile["strikes"], smile["maturities"], smile["implied_vols"], spot=smile.get("spot")
+        )
+    if losses is not None:
+        figs["training_curve"] = plot_training_curve(losses)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(report.to_dict(), indent=2, allow_nan=False).encode("utf-8")
+    _atomic_write_bytes(out / "metrics.json", lambda f: f.write(body))
+    path = write_report(out, report, figs, fmt=fmt, title=title, text=text)
+    return report, path

@@ -81,3 +81,24 @@ def test_write_report_copies_png_paths_and_rejects_bad_input(tmp_path):
         nsf.write_report(tmp_path / "r", None, {"x": tmp_path / "missing.png"})
     with pytest.raises(ValueError, match="equal"):
         nsf.plot_smile([1.0, 2.0], [0.5], [0.2, 0.2])
+
+
+def test_make_report_writes_everything(small_report, tmp_path):
+    import json
+
+    prices, gen, _ = small_report
+    cont = nsf.GJRGarchBaseline(start="last").fit(prices).sample(100, 20, seed=3)
+    smile = {"strikes": [90.0, 100.0, 110.0] * 2, "maturities": [0.25] * 3 + [0.5] * 3,
+             "implied_vols": [0.24, 0.2, 0.18, 0.23, 0.2, 0.19], "spot": 100.0}
+    rep, path = nsf.make_report(
+        tmp_path / "out", gen, prices, scenarios=cont, losses=[2.0, 1.0, 0.8], smile=smile,
+        fmt="html", baselines=("gbm",), lags=10, n_perm=10, mmd_samples=16,
+    )
+    assert path.name == "report.html"
+    body = path.read_text()
+    for name in ("returns_histogram", "qq", "acf_abs", "fan_chart", "smile", "training_curve"):
+        _check_png(tmp_path / "out" / f"{name}.png")
+        assert f"{name}.png" in body
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["table"]["excess kurtosis 1d"]) == {"data", "model", "gbm"}
+    assert list(rep.table.columns) == ["data", "model", "gbm"]
