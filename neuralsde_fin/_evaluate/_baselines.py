@@ -290,10 +290,13 @@ class GJRGarchBaseline:
             t = np.stack([stats.t.ppf(u[..., j], nus[j]) for j in range(d)], axis=-1)
         return t * np.sqrt((nus - 2) / nus)
 
-    def sample(self, n_paths: int, horizon: int, *, seed: int = 0) -> np.ndarray:
+    def sample(
+        self, n_paths: int, horizon: int, *, seed: int = 0, chunk_size: int = 8192
+    ) -> np.ndarray:
         """Daily log-price paths from 0, simulated by the fitted recursion (vectorised over paths).
 
-        The noise is drawn path by path, so the first paths do not depend on ``n_paths``.
+        The noise is drawn path by path from one stream, in chunks of ``chunk_size`` paths (the
+        memory bound), so the first paths depend neither on ``n_paths`` nor on ``chunk_size``.
 
         Shape:
             output ``(n_paths, horizon + 1, n_assets)``.
@@ -303,24 +306,31 @@ class GJRGarchBaseline:
         rng = np.random.default_rng(seed)
         p = {k: np.array([q[k] for q in self.params_]) for k in self.params_[0]}
         d = len(p["mu"])
-        persistence = p["alpha"] + 0.5 * p["gamma"] + p["beta"]
         burn = self.burn_in if self.start == "stationary" else 0
-        z = self._innovations(rng, n_paths, burn + horizon)
         if self.start == "stationary":
-            uncond = np.where(persistence < 1, p["omega"] / np.maximum(1 - persistence, 1e-12), 1)
-            var = np.broadcast_to(uncond, (n_paths, d)).copy()
+            persistence = p["alpha"] + 0.5 * p["gamma"] + p["beta"]
+            if np.any(persistence >= 1):
+                raise ValueError(
+                    f"GJRGarchBaseline: persistence alpha + gamma/2 + beta = {persistence} >= 1 "
+                    "has no stationary law; use start='last'"
+                )
+            var0 = p["omega"] / (1 - persistence)
         else:  # the fitted model's variance for the day after the history
             e, v = np.array(self._last_eps), np.array(self._last_var)
-            var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * v
-            var = np.broadcast_to(var, (n_paths, d)).copy()
-        y = np.empty((n_paths, horizon, d))
-        eps = np.zeros((n_paths, d))
-        for t in range(burn + horizon):
-            if t > 0:
-                var = p["omega"] + (p["alpha"] + p["gamma"] * (eps < 0)) * eps**2 + p["beta"] * var
-            eps = np.sqrt(var) * z[:, t]
-            if t >= burn:
-                y[:, t - burn] = p["mu"] + eps
+            var0 = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * v
         out = np.zeros((n_paths, horizon + 1, d))
-        np.cumsum(y / 100.0, axis=1, out=out[:, 1:])
+        for lo in range(0, n_paths, chunk_size):
+            n = min(chunk_size, n_paths - lo)
+            z = self._innovations(rng, n, burn + horizon)
+            var = np.broadcast_to(var0, (n, d)).copy()
+            y = np.empty((n, horizon, d))
+            eps = np.zeros((n, d))
+            for t in range(burn + horizon):
+                if t > 0:
+                    lev = p["alpha"] + p["gamma"] * (eps < 0)
+                    var = p["omega"] + lev * eps**2 + p["beta"] * var
+                eps = np.sqrt(var) * z[:, t]
+                if t >= burn:
+                    y[:, t - burn] = p["mu"] + eps
+            np.cumsum(y / 100.0, axis=1, out=out[lo : lo + n, 1:])
         return out

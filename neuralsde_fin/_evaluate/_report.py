@@ -70,7 +70,7 @@ class EvaluationReport:
 
     def to_html(self, digits: int = 4) -> str:
         """The table as an HTML ``<table>`` followed by the notes as a list."""
-        t = self.table.map(lambda v: _fmt(v, digits))
+        t = self.table.astype(object).apply(lambda col: col.map(lambda v: _fmt(v, digits)))
         html = t.to_html(border=0, classes="evaluation", escape=True)
         notes = self.meta.get("notes", [])
         if notes:

@@ -98,6 +98,9 @@ def test_baseline_errors():
         nsf.GBMBaseline.from_params(0.0, 0.2).sample(0, 2)
     with pytest.raises(ValueError, match="start"):
         nsf.GJRGarchBaseline(start="middle")
+    explosive = nsf.GJRGarchBaseline.from_params(0.0, 0.02, 0.1, 0.1, 0.9, 7.0)
+    with pytest.raises(ValueError, match="stationary"):
+        explosive.sample(2, 2)
     with pytest.raises(ValueError, match="prices"):
         nsf.GBMBaseline().fit(np.array([1.0, -1.0, 2.0]))
     assert set(nsf.BASELINES) >= {"gbm", "gjr_garch_t"}
@@ -106,5 +109,7 @@ def test_baseline_errors():
 def test_more_paths_leave_the_first_paths_unchanged():
     gjr = nsf.GJRGarchBaseline.from_params(**TRUE_GJR, burn_in=20)
     np.testing.assert_array_equal(gjr.sample(3, 10, seed=7), gjr.sample(9, 10, seed=7)[:3])
+    chunked = gjr.sample(9, 10, seed=7, chunk_size=4)
+    np.testing.assert_array_equal(gjr.sample(9, 10, seed=7), chunked)
     gbm = nsf.GBMBaseline.from_params([0.0, 0.1], [0.2, 0.3])
     np.testing.assert_array_equal(gbm.sample(3, 10, seed=7), gbm.sample(9, 10, seed=7)[:3])
