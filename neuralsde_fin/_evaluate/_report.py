@@ -281,9 +281,13 @@ def evaluate(
         ("stride", stride),
         ("n_paths", n_paths),
         ("mmd_samples", mmd_samples),
+        ("mmd_length", mmd_length),
     ):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2):
             raise ValueError(f"evaluate: {name} must be an integer >= 2 or None, got {v!r}")
+
+    if kind not in ("auto", "log", "price"):
+        raise ValueError(f"evaluate: kind must be 'auto', 'log' or 'price', got {kind!r}")
 
     # Generated samples.
     if generated is None:
@@ -310,7 +314,10 @@ def evaluate(
             raise ValueError(f"evaluate: real: {exc}") from None
         data = w.numpy()
         hist = np.diff(np.log(frame.to_numpy(dtype=np.float64)), axis=0)
+        stride = stride or horizon
     else:
+        if stride is not None:
+            raise ValueError("evaluate: stride applies to a price history, not to given windows")
         data = _to_log_paths(real, "real", kind)
         if horizon is None:
             horizon = (next(iter(models.values())) if models else data).shape[1] - 1
@@ -362,7 +369,8 @@ def evaluate(
     )
     notes = [
         f"Windows of {horizon} trading days; real windows: {data.shape[0]} "
-        f"(stride {stride or horizon} days); generated / baseline paths: "
+        + (f"(stride {stride} days)" if stride else "(given as windows)")
+        + "; generated / baseline paths: "
         + ", ".join(f"{k} {v.shape[0]}" for k, v in samples.items() if k != DATA)
         + ".",
         "Moments, quantiles and KS use every daily return of every window as one sample; ACF "
@@ -391,7 +399,7 @@ def evaluate(
     meta = {
         "horizon": horizon,
         "lags": lags,
-        "stride": stride or horizon,
+        "stride": stride,
         "assets": assets,
         "n_windows": {k: int(v.shape[0]) for k, v in samples.items()},
         "seed": seed,
