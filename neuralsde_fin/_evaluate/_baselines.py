@@ -7,7 +7,7 @@ log-price paths relative to the start, ``(n_paths, horizon + 1, n_assets)``, the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,58 @@ def _check_sample_args(n_paths: int, horizon: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
+class _Baseline:
+    """Shared methods: Scenarios output and a readable repr."""
+
+    def sample(self, n_paths: int, horizon: int, *, seed: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample_scenarios(
+        self,
+        n_paths: int,
+        horizon: int,
+        *,
+        spot: float | Sequence[float] = 1.0,
+        seed: int = 0,
+        asset_names: Sequence[str] | None = None,
+    ):
+        """Historical-measure :class:`neuralsde_fin.Scenarios`: ``spot * exp(sample(...))``.
+
+        Times are ``[0, 1, ..., horizon] / 252`` years. Needs ``neuralsde_fin.Scenarios``.
+
+        Shape:
+            ``.prices``: ``(n_paths, horizon + 1, n_assets)``.
+        """
+        import neuralsde_fin
+
+        scen_cls = getattr(neuralsde_fin, "Scenarios", None)
+        if scen_cls is None:
+            raise ImportError("sample_scenarios needs neuralsde_fin.Scenarios (the pricing layer)")
+        x = self.sample(n_paths, horizon, seed=seed)
+        s0 = np.broadcast_to(np.asarray(spot, dtype=np.float64), (x.shape[2],))
+        times = np.arange(horizon + 1, dtype=np.float64) / 252
+        return scen_cls(
+            times,
+            torch.from_numpy(s0 * np.exp(x)),
+            measure="historical",
+            seed=seed,
+            model=repr(self),
+            asset_names=asset_names,
+        )
+
+    def __repr__(self) -> str:
+        try:
+            ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params().items())
+        except ValueError:
+            ps = "unfitted"
+        return f"{type(self).__name__}({ps})"
+
+
 @register("gbm")
-class GBMBaseline:
+class GBMBaseline(_Baseline):
     """Geometric Brownian motion fitted by maximum likelihood on daily log returns.
 
     .. math:: d\\log S = (\\mu - \\tfrac12 \\operatorname{diag}\\Sigma)\\,dt + L\\,dW, \\quad
@@ -155,7 +205,7 @@ class GBMBaseline:
 
 
 @register("gjr_garch_t")
-class GJRGarchBaseline:
+class GJRGarchBaseline(_Baseline):
     """GJR-GARCH(1,1,1) with Student-t innovations, fitted per asset with the ``arch`` package.
 
     On percent log returns ``y_t = 100 r_t`` (arch's recommended scaling; parameters are kept

@@ -113,3 +113,15 @@ def test_more_paths_leave_the_first_paths_unchanged():
     np.testing.assert_array_equal(gjr.sample(9, 10, seed=7), chunked)
     gbm = nsf.GBMBaseline.from_params([0.0, 0.1], [0.2, 0.3])
     np.testing.assert_array_equal(gbm.sample(3, 10, seed=7), gbm.sample(9, 10, seed=7)[:3])
+
+
+def test_sample_scenarios_and_repr():
+    gbm = nsf.GBMBaseline.from_params(0.05, 0.2)
+    assert repr(gbm) == "GBMBaseline(mu=0.05, sigma=0.2)"
+    assert "unfitted" in repr(nsf.GJRGarchBaseline())
+    if not hasattr(nsf, "Scenarios"):
+        pytest.skip("nsf.Scenarios is not on this branch yet (it comes with the pricing layer)")
+    scen = gbm.sample_scenarios(50, 10, spot=100.0, seed=1)
+    np.testing.assert_allclose(scen.prices[:, 0].numpy(), 100.0)
+    np.testing.assert_allclose(np.log(scen.prices.numpy() / 100.0), gbm.sample(50, 10, seed=1))
+    assert scen.measure == "historical" and scen.times.shape == (11,)
