@@ -85,6 +85,9 @@ def test_inputs_prices_logs_scenarios_tensors_agree(sp500):
                 logp[..., 0]):
         out = nsf.evaluate(gen, sp500, **kw).table
         np.testing.assert_allclose(out.to_numpy(float), ref.to_numpy(float), rtol=1e-9, atol=1e-12)
+    # float32 input: the statistics are computed in float64 from the rounded values.
+    out = nsf.evaluate(torch.tensor(logp, dtype=torch.float32), sp500, **kw).table
+    np.testing.assert_allclose(out.to_numpy(float), ref.to_numpy(float), rtol=1e-4, atol=1e-6)
     # Real data given as windows instead of a price history.
     w, _ = nsf.data.windows(sp500, 30, 30)
     out = nsf.evaluate(logp, w, **kw).table
