@@ -13,16 +13,16 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from neuralsde_fin.data import TRADING_DAYS
+
+if TYPE_CHECKING:  # matplotlib is imported on first use, keeping `import neuralsde_fin` light
+    from matplotlib.figure import Figure
 
 #: Arrays accepted by the plots (converted to float64 numpy).
 ArrayLike = np.ndarray | torch.Tensor | pd.DataFrame | pd.Series | Sequence[float]
@@ -32,6 +32,9 @@ COLORS = {"data": "black", "model": "tab:blue", "gbm": "tab:orange", "gjr_garch_
 
 
 def _figure(figsize=(7.0, 4.5)) -> tuple[Figure, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
@@ -272,6 +275,8 @@ def plot_acf(
     if n_obs:
         b = 1.96 / np.sqrt(n_obs)
         ax.axhspan(-b, b, color="grey", alpha=0.2, lw=0, label="iid 95% band")
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("lag (days)")
     ax.set_ylabel(ylabel)
@@ -411,6 +416,8 @@ def write_report(
     Returns:
         The path of the report file.
     """
+    from matplotlib.figure import Figure
+
     if fmt not in ("markdown", "html"):
         raise ValueError(f"write_report: fmt must be 'markdown' or 'html', got {fmt!r}")
     out = Path(out_dir)

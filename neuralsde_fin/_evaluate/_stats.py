@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 #: Default horizon-return quantile levels.
 QUANTILE_LEVELS = (0.01, 0.05, 0.5, 0.95, 0.99)
@@ -110,6 +109,8 @@ def moments(r: np.ndarray) -> dict[str, float]:
 
     (central sample moments ``m_k``, no small-sample correction).
     """
+    from scipy import stats  # imported on use: keeps `import neuralsde_fin` light
+
     r = np.asarray(r, dtype=np.float64).ravel()
     return {
         "mean": float(r.mean()),
@@ -125,6 +126,8 @@ def ks_2samp(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     The p-value assumes two iid samples; returns pooled from paths with volatility clustering
     are dependent, so read it as a distance more than as a calibrated test.
     """
+    from scipy import stats
+
     res = stats.ks_2samp(np.ravel(x), np.ravel(y))
     return float(res.statistic), float(res.pvalue)
 
