@@ -7,13 +7,72 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._models import GBM, Heston
+from neuralsde_fin._pricing import (
+    AsianCall,
+    AsianPut,
+    BarrierCall,
+    BarrierPut,
+    BasketCall,
+    BasketPut,
+    DigitalCall,
+    DigitalPut,
+    EuropeanCall,
+    EuropeanPut,
+    LookbackCall,
+    LookbackPut,
+    Option,
+    PriceResult,
+    asian_payoff,
+    barrier_payoff,
+    basket_payoff,
+    bgk_barrier,
+    black_scholes,
+    black_scholes_delta,
+    black_scholes_vega,
+    digital_payoff,
+    european_payoff,
+    implied_vol,
+    lookback_payoff,
+    price,
+)
+from neuralsde_fin._scenarios import Scenarios
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsianCall",
+    "AsianPut",
+    "BarrierCall",
+    "BarrierPut",
+    "BasketCall",
+    "BasketPut",
     "CheckpointError",
     "DataError",
+    "DigitalCall",
+    "DigitalPut",
+    "EuropeanCall",
+    "EuropeanPut",
+    "GBM",
+    "Heston",
+    "LookbackCall",
+    "LookbackPut",
+    "Option",
+    "PriceResult",
+    "Scenarios",
+    "asian_payoff",
+    "barrier_payoff",
+    "basket_payoff",
+    "bgk_barrier",
+    "black_scholes",
+    "black_scholes_delta",
+    "black_scholes_vega",
     "data",
+    "digital_payoff",
+    "european_payoff",
+    "implied_vol",
     "load_prices",
+    "lookback_payoff",
+    "price",
 ]
