@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # the counter-based generator lands with the brownian module
-    from neuralsde_fin._brownian._counter import counter_normal as _counter_normal
-except ImportError:  # pragma: no cover - temporary stand-in
-    _counter_normal = None
+from neuralsde_fin._brownian._counter import counter_normal
 
 
 def normals(
@@ -52,17 +49,10 @@ def normals(
         ``(n_paths, n_steps, n_dims)``.
     """
     n_keys = n_paths // 2 if antithetic else n_paths
-    if _counter_normal is not None:
-        path = torch.arange(n_keys, dtype=torch.int64, device=device).view(-1, 1, 1)
-        step = torch.arange(step0, step0 + n_steps, dtype=torch.int64, device=device).view(1, -1, 1)
-        dim = torch.arange(n_dims, dtype=torch.int64, device=device).view(1, 1, -1)
-        z = _counter_normal(seed, stream, path, step, dim, dtype=dtype, device=device)
-        z = z.expand(n_keys, n_steps, n_dims)
-    else:  # stand-in until the counter-based generator is merged
-        gen = torch.Generator(device="cpu").manual_seed(
-            (int(seed) * 1_000_003 + int(stream) * 7919 + int(step0)) % (2**63)
-        )
-        z = torch.randn(n_keys, n_steps, n_dims, generator=gen, dtype=dtype).to(device)
+    path = torch.arange(n_keys, dtype=torch.int64, device=device).view(-1, 1, 1)
+    step = torch.arange(step0, step0 + n_steps, dtype=torch.int64, device=device).view(1, -1, 1)
+    dim = torch.arange(n_dims, dtype=torch.int64, device=device).view(1, 1, -1)
+    z = counter_normal(seed, stream, path, step, dim, dtype=dtype, device=device)
     if antithetic:
         z = torch.stack([z, -z], dim=1).reshape(n_paths, n_steps, n_dims)
     return z
