@@ -297,6 +297,7 @@ class Heston:
             k2 = g2 * dt * (lam * kappa * rho / xi - 0.5 * lam**2) + lam * rho / xi
             k3 = g1 * dt * lam**2 * (1 - rho * rho)
             k4 = g2 * dt * lam**2 * (1 - rho * rho)
+            c_diff = dt * (1 - rho * rho)  # sqrt(K3 v + K4 v') = lam sqrt(c_diff (g1 v + g2 v'))
             a_mgf = k2 + 0.5 * k4
         for k in range(horizon):
             z = normals(
@@ -338,7 +339,7 @@ class Heston:
                 k0s = -torch.where(quad, lm_quad, lm_exp) - (k1 + 0.5 * k3) * v
                 log_s = (
                     log_s + m * dt + k0s + k1 * v + k2 * v_new
-                    + torch.sqrt(k3 * v + k4 * v_new) * zs
+                    + lam * torch.sqrt(c_diff * (g1 * v + g2 * v_new)) * zs
                 )
                 v = v_new
                 vs.append(v)

@@ -9,6 +9,7 @@ from neuralsde_fin._pricing._black_scholes import (
     implied_vol,
 )
 from neuralsde_fin._pricing._engine import PriceResult, price
+from neuralsde_fin._pricing._greeks import GreeksResult, greeks
 from neuralsde_fin._pricing._payoffs import (
     AsianCall,
     AsianPut,
@@ -43,6 +44,7 @@ __all__ = [
     "DigitalPut",
     "EuropeanCall",
     "EuropeanPut",
+    "GreeksResult",
     "LookbackCall",
     "LookbackPut",
     "Option",
@@ -56,6 +58,7 @@ __all__ = [
     "black_scholes_vega",
     "digital_payoff",
     "european_payoff",
+    "greeks",
     "implied_vol",
     "lookback_payoff",
     "price",
