@@ -24,6 +24,7 @@ from neuralsde_fin._pricing import (
     LookbackPut,
     Option,
     PriceResult,
+    RiskResult,
     asian_payoff,
     barrier_payoff,
     basket_payoff,
@@ -37,6 +38,7 @@ from neuralsde_fin._pricing import (
     implied_vol,
     lookback_payoff,
     price,
+    var_es,
 )
 from neuralsde_fin._scenarios import Scenarios
 from neuralsde_fin.data import load_prices
@@ -63,6 +65,7 @@ __all__ = [
     "LookbackPut",
     "Option",
     "PriceResult",
+    "RiskResult",
     "Scenarios",
     "asian_payoff",
     "barrier_payoff",
@@ -79,4 +82,5 @@ __all__ = [
     "load_prices",
     "lookback_payoff",
     "price",
+    "var_es",
 ]

@@ -10,6 +10,7 @@ from neuralsde_fin._pricing._black_scholes import (
 )
 from neuralsde_fin._pricing._engine import PriceResult, price
 from neuralsde_fin._pricing._greeks import GreeksResult, greeks
+from neuralsde_fin._pricing._risk import RiskResult, var_es
 from neuralsde_fin._pricing._payoffs import (
     AsianCall,
     AsianPut,
@@ -49,6 +50,7 @@ __all__ = [
     "LookbackPut",
     "Option",
     "PriceResult",
+    "RiskResult",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",
@@ -62,4 +64,5 @@ __all__ = [
     "implied_vol",
     "lookback_payoff",
     "price",
+    "var_es",
 ]
