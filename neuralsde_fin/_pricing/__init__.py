@@ -10,7 +10,6 @@ from neuralsde_fin._pricing._black_scholes import (
 )
 from neuralsde_fin._pricing._engine import PriceResult, price
 from neuralsde_fin._pricing._greeks import GreeksResult, greeks
-from neuralsde_fin._pricing._risk import RiskResult, var_es
 from neuralsde_fin._pricing._payoffs import (
     AsianCall,
     AsianPut,
@@ -33,6 +32,7 @@ from neuralsde_fin._pricing._payoffs import (
     european_payoff,
     lookback_payoff,
 )
+from neuralsde_fin._pricing._risk import RiskResult, var_es
 
 __all__ = [
     "AsianCall",
