@@ -144,9 +144,12 @@ class Scenarios:
         t = self.times.detach().cpu().double().numpy()
         days = t * TRADING_DAYS
         if np.allclose(days, np.round(days), atol=1e-6):
-            offsets = pd.offsets.BDay()
+            bday = pd.offsets.BDay()
             return pd.DatetimeIndex(
-                [self.valuation_date + int(k) * offsets for k in np.round(days).astype(int)]
+                [
+                    self.valuation_date + int(k) * bday if k else self.valuation_date
+                    for k in np.round(days).astype(int)
+                ]
             )
         return self.valuation_date + pd.to_timedelta(np.round(t * 365.0).astype(int), unit="D")
 
