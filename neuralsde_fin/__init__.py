@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._solvers._ode import ODEBlock, odeint
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
@@ -14,6 +15,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "DataError",
+    "ODEBlock",
     "data",
     "load_prices",
+    "odeint",
 ]
