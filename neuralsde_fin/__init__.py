@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._solvers import SOLVERS, cdeint, sdeint
 from neuralsde_fin._solvers._ode import ODEBlock, odeint
 from neuralsde_fin.data import load_prices
 
@@ -16,7 +17,10 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "ODEBlock",
+    "SOLVERS",
+    "cdeint",
     "data",
     "load_prices",
     "odeint",
+    "sdeint",
 ]
