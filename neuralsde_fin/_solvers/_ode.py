@@ -26,6 +26,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
+from neuralsde_fin._solvers._base import VectorField
+from neuralsde_fin._solvers._reversible_heun import ReversibleHeun as _SDEReversibleHeun
+from neuralsde_fin._solvers._sdeint import ADJOINT_CHUNK_STEPS, _as_times, build_grid, integrate
+
 __all__ = ["ODE_SOLVERS", "ODEBlock", "ODESolver", "odeint", "register"]
 
 ODEFunc = Callable[[Tensor, Tensor], Tensor]
@@ -68,38 +73,31 @@ class ODESolver:
         func: ODEFunc,
         y0: Tensor,
         ts: Tensor,
-        steps: list[int] | None,
+        grid: _Grid | None,
         dt: float | None,
-        f0: Tensor,
-        adjoint: bool,
+        f0: Tensor | None,
+        adjoint_params: tuple[Tensor, ...] | None,
     ) -> Tensor:
+        """Solve from y0 at ts[0] and return the solution at every time of ``ts``.
+
+        ``grid`` is the fixed step grid (None for adaptive methods), ``f0`` is
+        ``func(ts[0], y0)`` when the boundary already evaluated it (else None), and
+        ``adjoint_params`` is None without adjoint, else the parameters to differentiate.
+        """
         raise NotImplementedError
+
+
+class _Grid:
+    """A fixed step grid: times as 0-dim tensors, step sizes, and the grid index of each ts."""
+
+    def __init__(self, ts: Tensor, dt: float | None) -> None:
+        grid, self.out_steps = build_grid(ts, dt)  # the solver core's grid and its dt check
+        self.tlist = list(grid.unbind(0))
+        self.dts = (grid[1:] - grid[:-1]).tolist()
 
 
 # ----------------------------------------------------------------------------------------------
 # Fixed grids
-
-
-def _time_grid(ts: Tensor, steps: list[int]) -> tuple[list[Tensor], list[float], list[int]]:
-    """The fixed step grid: ``steps[i]`` equal steps on [ts[i], ts[i+1]].
-
-    Returns the grid times as 0-dim tensors (what ``func`` receives), each step's size as a
-    Python float, and the grid index of every ``ts[i]`` (where the grid lands exactly on ts).
-    """
-    pieces = [ts[:1]]
-    sizes: list[float] = []
-    out_index = [0]
-    for i, n in enumerate(steps):
-        a, b = ts[i], ts[i + 1]
-        h = (b - a) / n
-        frac = torch.arange(1, n + 1, dtype=ts.dtype, device=ts.device)
-        seg = a + frac * h
-        seg[-1] = b
-        pieces.append(seg)
-        sizes.extend([float(h)] * n)
-        out_index.append(out_index[-1] + n)
-    grid = torch.cat(pieces)
-    return list(grid.unbind()), sizes, out_index
 
 
 @register("rk4")
@@ -111,34 +109,62 @@ class RK4(ODESolver):
         k_3 = f(t + 2h/3, y + h (k_2 - k_1/3)),\\quad k_4 = f(t + h, y + h (k_1 - k_2 + k_3)),
 
         y_{n+1} = y_n + h (k_1 + 3 k_2 + 3 k_3 + k_4) / 8.
+
+    Four evaluations of f per step.
     """
 
     order = 4
 
-    def solve(self, func, y0, ts, steps, dt, f0, adjoint):  # noqa: D102
-        grid, sizes, out_index = _time_grid(ts, steps)
+    def solve(self, func, y0, ts, grid, dt, f0, adjoint_params):  # noqa: D102
+        tl, dts = grid.tlist, grid.dts
+        save_at = set(grid.out_steps)
         outs = [y0]
         y, k1 = y0, f0
-        k = 0
         third = 1.0 / 3.0
-        for i in range(len(steps)):
-            for _ in range(steps[i]):
-                t, h = grid[k], sizes[k]
-                if k1 is None:
-                    k1 = func(t, y)
-                k2 = func(t + h * third, torch.add(y, k1, alpha=h * third))
-                k3 = func(t + h * (2 * third), y.add(k2, alpha=h).add_(k1, alpha=-h * third))
-                k4 = func(grid[k + 1], y.add(k1, alpha=h).sub_(k2, alpha=h).add_(k3, alpha=h))
-                y = (
-                    y.add(k1, alpha=h * 0.125)
-                    .add_(k2, alpha=h * 0.375)
-                    .add_(k3, alpha=h * 0.375)
-                    .add_(k4, alpha=h * 0.125)
-                )
-                k1 = None
-                k += 1
-            outs.append(y)
+        for n in range(len(dts)):
+            t, h = tl[n], dts[n]
+            if k1 is None:
+                k1 = func(t, y)
+            k2 = func(t + h * third, torch.add(y, k1, alpha=h * third))
+            k3 = func(t + h * (2 * third), y.add(k2, alpha=h).add_(k1, alpha=-h * third))
+            k4 = func(tl[n + 1], y.add(k1, alpha=h).sub_(k2, alpha=h).add_(k3, alpha=h))
+            y = (
+                y.add(k1, alpha=h * 0.125)
+                .add_(k2, alpha=h * 0.375)
+                .add_(k3, alpha=h * 0.375)
+                .add_(k4, alpha=h * 0.125)
+            )
+            k1 = None
+            if n + 1 in save_at:
+                outs.append(y)
         return torch.stack(outs)
+
+
+class _ODEVectorField(VectorField):
+    """The ODE dy = f(t, y) dt as an SDE with zero diffusion, for the solver core.
+
+    g is a 0-dim zero and g dW is zero, so the core's reversible Heun step and its adjoint reduce
+    exactly to the ODE scheme (the same trick as the core's CDE field, with the roles of f and g
+    swapped).
+    """
+
+    def __init__(self, func: ODEFunc, like: Tensor) -> None:
+        self.sde = func
+        self.diagonal = False
+        self.func = func
+        self._zero = like.new_zeros(())
+
+    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.func(t, y), self._zero
+
+    def prod(self, g: Tensor, dw: Tensor) -> Tensor:
+        return self._zero
+
+    def prod_adjoint(self, a: Tensor, dw: Tensor) -> Tensor:
+        return self._zero
+
+    def prod_adjoint_dw(self, a: Tensor, g: Tensor) -> Tensor:
+        return self._zero
 
 
 @register("reversible_heun")
@@ -152,33 +178,32 @@ class ReversibleHeun(ODESolver):
         y_{n+1} = y_n + (f(t_n, z_n) + f(t_{n+1}, z_{n+1})) h / 2,
 
     inverted exactly by z_n = 2 y_{n+1} - z_{n+1} - f(t_{n+1}, z_{n+1}) h, so the adjoint rebuilds
-    every state backwards instead of storing it. One evaluation of f per step.
+    every state backwards instead of storing it. One evaluation of f per step. Both directions
+    run the solver core's reversible Heun (``sdeint``'s step and ``ReversibleHeunAdjoint``) on the
+    ODE seen as an SDE with zero diffusion.
     """
 
     order = 2
     supports_adjoint = True
 
-    def solve(self, func, y0, ts, steps, dt, f0, adjoint):  # noqa: D102
-        if adjoint:
-            return _reversible_heun_adjoint(func, y0, ts, steps, f0)
-        grid, sizes, _ = _time_grid(ts, steps)
-        outs = [y0]
-        y, z, f = y0, y0, f0
-        k = 0
-        for i in range(len(steps)):
-            for _ in range(steps[i]):
-                h = sizes[k]
-                z1 = y.mul(2).sub_(z).add_(f, alpha=h)
-                f1 = func(grid[k + 1], z1)
-                y = y.add(f, alpha=0.5 * h).add_(f1, alpha=0.5 * h)
-                z, f = z1, f1
-                k += 1
-            outs.append(y)
-        return torch.stack(outs)
-
-
-def _reversible_heun_adjoint(func, y0, ts, steps, f0):
-    raise NotImplementedError("adjoint=True waits for the solver core's reversible Heun adjoint")
+    def solve(self, func, y0, ts, grid, dt, f0, adjoint_params):  # noqa: D102
+        vf = _ODEVectorField(func, y0)
+        n_steps = len(grid.dts)
+        if adjoint_params is not None:
+            # No noise: the core fetches "increments" of width 0 in chunks.
+            fetch = lambda lo, hi: y0.new_zeros(hi - lo, 0)
+            plan = Plan(
+                vf,
+                grid.tlist,
+                grid.dts,
+                grid.out_steps,
+                fetch,
+                ADJOINT_CHUNK_STEPS,
+                list(adjoint_params),
+            )
+            return ReversibleHeunAdjoint.apply(plan, y0, None, *adjoint_params)
+        dws = y0.new_zeros(n_steps, 0)
+        return integrate(_SDEReversibleHeun(), vf, y0, grid.tlist, grid.dts, grid.out_steps, dws)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,12 +235,17 @@ _DP_D = (
 
 def _lincomb(y: Tensor | None, h: float, coeffs: tuple[float, ...], ks: list[Tensor]) -> Tensor:
     """y + h * sum_i coeffs[i] * ks[i] (y None: without y), skipping zero coefficients."""
-    out = y
+    out, fresh = y, False  # fresh: out is a new tensor of ours, safe to update in place
     for c, k in zip(coeffs, ks):
         if c == 0.0:
             continue
-        out = k * (h * c) if out is None else (out.add(k, alpha=h * c) if out is y else
-                                                out.add_(k, alpha=h * c))
+        if out is None:
+            out = k * (h * c)
+        elif fresh:
+            out.add_(k, alpha=h * c)
+        else:
+            out = out.add(k, alpha=h * c)
+        fresh = True
     return out
 
 
@@ -251,8 +281,10 @@ class Dopri5(ODESolver):
             h1 = max(1e-6, h0 * 1e-3) if der <= 1e-15 else (0.01 / der) ** (1.0 / self.order)
             return min(100 * h0, h1, span)
 
-    def solve(self, func, y0, ts, steps, dt, f0, adjoint):  # noqa: D102
-        tsl = [float(t) for t in ts]
+    def solve(self, func, y0, ts, grid, dt, f0, adjoint_params):  # noqa: D102
+        if f0 is None:
+            f0 = func(ts[0], y0)
+        tsl = ts.tolist()
         t, t_end = tsl[0], tsl[-1]
         span = t_end - t
         h = dt if dt is not None else self._initial_step(func, t, y0, f0, span)
@@ -327,44 +359,71 @@ class Dopri5(ODESolver):
 # Public boundary
 
 
-def _check_inputs(y0: Tensor, ts: Tensor) -> None:
-    if not isinstance(y0, Tensor) or not y0.is_floating_point():
-        raise ValueError(f"y0 must be a floating-point tensor, got {_describe(y0)}")
-    if not isinstance(ts, Tensor) or ts.ndim != 1 or not ts.is_floating_point():
-        raise ValueError(f"ts must be a 1-D floating-point tensor, got {_describe(ts)}")
-    if len(ts) < 2:
-        raise ValueError(f"ts must hold at least 2 times, got {len(ts)}")
-    if not bool((ts[1:] > ts[:-1]).all()):
-        bad = int((ts[1:] <= ts[:-1]).nonzero()[0])
-        raise ValueError(
-            f"ts must be strictly increasing, got ts[{bad}]={float(ts[bad])} >= "
-            f"ts[{bad + 1}]={float(ts[bad + 1])}"
-        )
+def _check_number(name: str, v: object, *, positive: bool = True) -> None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (v <= 0 if positive else v < 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} finite number, got {v!r}")
 
 
-def _describe(x: object) -> str:
-    if isinstance(x, Tensor):
-        return f"a tensor of dtype {x.dtype} and shape {tuple(x.shape)}"
-    return f"{type(x).__name__} {x!r}"
+class _Prepared:
+    """odeint's checked call: everything ``solve`` needs, so ODEBlock can re-run it cheaply."""
 
-
-def _steps_per_interval(ts: Tensor, dt: float | None) -> list[int]:
-    """How many steps of ``dt`` fit in each interval of ``ts``; dt must divide every spacing."""
-    gaps = (ts[1:] - ts[:-1]).tolist()
-    if dt is None:
-        return [1] * len(gaps)
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive finite number, got {dt!r}")
-    tol = 1e-6 if ts.dtype == torch.float64 else 1e-4
-    steps = []
-    for i, g in enumerate(gaps):
-        n = max(1, round(g / dt))
-        if abs(n * dt - g) > tol * max(g, dt):
+    def __init__(self, func, y0, ts, method, dt, adjoint, rtol, atol, max_steps, adjoint_params):
+        if method not in ODE_SOLVERS:
+            raise ValueError(f"method must be one of {sorted(ODE_SOLVERS)}, got {method!r}")
+        cls = ODE_SOLVERS[method]
+        if adjoint and not cls.supports_adjoint:
+            supported = sorted(k for k, v in ODE_SOLVERS.items() if v.supports_adjoint)
             raise ValueError(
-                f"dt={dt} must divide every spacing of ts, got ts[{i + 1}] - ts[{i}] = {g}"
+                f"adjoint=True needs an algebraically reversible method {supported}, got "
+                f"method={method!r} (use adjoint=False to backpropagate through the solve)"
             )
-        steps.append(n)
-    return steps
+        if not torch.is_tensor(y0) or not y0.is_floating_point():
+            got = f"dtype {y0.dtype}" if torch.is_tensor(y0) else type(y0).__name__
+            raise ValueError(f"y0 must be a floating-point tensor, got {got}")
+        ts = _as_times(ts, y0)  # the solver core's checks: 1-D, >= 2 times, strictly increasing
+        if cls.adaptive:
+            _check_number("rtol", rtol, positive=False)
+            _check_number("atol", atol, positive=False)
+            if rtol == 0 and atol == 0:
+                raise ValueError("rtol and atol must not both be 0")
+            if dt is not None:
+                _check_number("dt", dt)
+            if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+                raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+            self.grid = None
+        else:
+            self.grid = _Grid(ts, dt)  # dt must divide every spacing of ts
+        if adjoint:
+            if adjoint_params is None:
+                if not isinstance(func, nn.Module):
+                    raise ValueError(
+                        "adjoint=True needs func to be an nn.Module (its parameters get "
+                        f"gradients) or adjoint_params=..., got func of type {type(func).__name__}"
+                    )
+                adjoint_params = [p for p in func.parameters() if p.requires_grad]
+            adjoint_params = tuple(adjoint_params)
+        else:
+            adjoint_params = None
+        self.cls, self.func, self.ts, self.dt = cls, func, ts, None if dt is None else float(dt)
+        self.adjoint_params = adjoint_params
+        self.solver = cls(rtol=float(rtol), atol=float(atol), max_steps=max_steps)
+
+    def probe(self, y0: Tensor) -> Tensor | None:
+        """Evaluate func once at (ts[0], y0) and check the shape; return it when it is reusable."""
+        reuse = self.adjoint_params is None and self.cls is not ReversibleHeun
+        with torch.set_grad_enabled(reuse and torch.is_grad_enabled()):
+            f0 = self.func(self.ts[0], y0)
+        if not torch.is_tensor(f0) or f0.shape != y0.shape:
+            got = tuple(f0.shape) if torch.is_tensor(f0) else type(f0).__name__
+            raise ValueError(f"func(t, y) must return shape {tuple(y0.shape)} like y0, got {got}")
+        return f0 if reuse else None
+
+    def run(self, y0: Tensor, f0: Tensor | None) -> Tensor:
+        return self.solver.solve(
+            self.func, y0, self.ts, self.grid, self.dt, f0, self.adjoint_params
+        )
 
 
 def odeint(
@@ -378,6 +437,7 @@ def odeint(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     max_steps: int = 100_000,
+    adjoint_params: tuple[Tensor, ...] | None = None,
 ) -> Tensor:
     """Solve the ODE dy/dt = func(t, y) from y(ts[0]) = y0 and return y at every time of ``ts``.
 
@@ -385,68 +445,41 @@ def odeint(
         y(t) = y_0 + \\int_{t_0}^{t} f(s, y(s))\\, ds
 
     ``func(t, y)`` follows torchdiffeq's convention (t a 0-dim tensor, y shaped like y0, returns
-    dy/dt shaped like y0), so torchdiffeq vector fields run unchanged.
+    dy/dt shaped like y0), so torchdiffeq vector fields run unchanged. Inputs are checked once
+    here (including one evaluation of func to check its output shape); the step loops trust them.
 
     Args:
-        func: the vector field f(t, y); an ``nn.Module`` when its parameters need gradients
-            through ``adjoint=True``.
+        func: the vector field f(t, y).
         y0: initial state, any shape, typically (batch, state).
-        ts: strictly increasing 1-D tensor of output times; ts[0] is the initial time.
+        ts: strictly increasing output times (a 1-D tensor or a sequence of floats); ts[0] is
+            the initial time.
         method: a key of ``ODE_SOLVERS``: "reversible_heun", "rk4" or "dopri5".
-        dt: fixed step for "reversible_heun" and "rk4"; it must divide every spacing of ``ts``.
+        dt: fixed step of "reversible_heun" and "rk4"; it must divide every spacing of ``ts``.
             None: one step per interval of ``ts``. For "dopri5": the first step (None: Hairer's
             automatic choice).
-        adjoint: "reversible_heun" only: gradients by the exact reversible adjoint, rebuilding
-            the states backwards, in memory independent of the number of steps.
+        adjoint: "reversible_heun" only: gradients by the exact reversible adjoint, which
+            rebuilds the states backwards, in memory independent of the number of steps.
         rtol: relative tolerance of "dopri5".
         atol: absolute tolerance of "dopri5".
         max_steps: "dopri5" raises RuntimeError after this many attempted steps.
+        adjoint_params: with ``adjoint=True``, the tensors that receive gradients besides y0
+            (default: the parameters of ``func``, which must then be an ``nn.Module``).
 
     Returns:
         The solution at ``ts``; ``out[0]`` is ``y0``.
 
     Shape:
-        y0: (*S), usually (batch, state); ts: (T,); output: (T, *S).
+        y0: (*S), usually (batch, state); ts: (T,); returns (T, *S).
 
     References:
-        Chen, Rubanova, Bettencourt & Duvenaud 2018, "Neural Ordinary Differential Equations";
-        Kidger, Foster, Li & Lyons 2021, "Efficient and Accurate Gradients for Neural SDEs"
-        (reversible Heun, arXiv 2105.13493); Dormand & Prince 1980; Hairer, Norsett & Wanner
-        1993, "Solving Ordinary Differential Equations I".
+        Chen, Rubanova, Bettencourt & Duvenaud 2018, "Neural Ordinary Differential Equations",
+        arXiv:1806.07366. Kidger, Foster, Li & Lyons 2021, "Efficient and Accurate Gradients for
+        Neural SDEs", arXiv:2105.13493 (reversible Heun). Dormand & Prince 1980, "A family of
+        embedded Runge-Kutta formulae". Hairer, Norsett & Wanner 1993, "Solving Ordinary
+        Differential Equations I", II.4-II.6 (step-size control, dense output).
     """
-    if method not in ODE_SOLVERS:
-        raise ValueError(f"method must be one of {sorted(ODE_SOLVERS)}, got {method!r}")
-    cls = ODE_SOLVERS[method]
-    if adjoint and not cls.supports_adjoint:
-        supported = sorted(k for k, v in ODE_SOLVERS.items() if v.supports_adjoint)
-        raise ValueError(
-            f"adjoint=True needs an algebraically reversible method {supported}, got "
-            f"method={method!r} (use adjoint=False to backpropagate through the solve)"
-        )
-    _check_inputs(y0, ts)
-    if ts.dtype != y0.dtype or ts.device != y0.device:
-        ts = ts.to(dtype=y0.dtype, device=y0.device)
-    if cls.adaptive:
-        for name, v in (("rtol", rtol), ("atol", atol)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a non-negative finite number, got {v!r}")
-        if rtol == 0 and atol == 0:
-            raise ValueError("rtol and atol must not both be 0")
-        if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a positive finite number, got {dt!r}")
-        if not (isinstance(max_steps, int) and max_steps > 0):
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-        steps = None
-    else:
-        steps = _steps_per_interval(ts, dt)
-    f0 = func(ts[0], y0)
-    if not isinstance(f0, Tensor) or f0.shape != y0.shape:
-        got = tuple(f0.shape) if isinstance(f0, Tensor) else type(f0).__name__
-        raise ValueError(
-            f"func(t, y) must return dy/dt with the shape of y0 {tuple(y0.shape)}, got {got}"
-        )
-    solver = cls(rtol=float(rtol), atol=float(atol), max_steps=max_steps)
-    return solver.solve(func, y0, ts, steps, None if dt is None else float(dt), f0, adjoint)
+    prep = _Prepared(func, y0, ts, method, dt, adjoint, rtol, atol, max_steps, adjoint_params)
+    return prep.run(y0, prep.probe(y0))
 
 
 class ODEBlock(nn.Module):
@@ -506,13 +539,30 @@ class ODEBlock(nn.Module):
         self.atol = atol
         # Validate dt against [0, t1] once, here, rather than at every forward.
         if not cls.adaptive:
-            _steps_per_interval(torch.tensor([0.0, self.t1], dtype=torch.float64), dt)
+            _Grid(torch.tensor([0.0, self.t1], dtype=torch.float64), dt)
+        self._probed: set[tuple] = set()
 
     def forward(self, h: Tensor) -> Tensor:  # noqa: D102
         ts = torch.tensor([0.0, self.t1], dtype=h.dtype, device=h.device)
-        out = odeint(self.func, h, ts, method=self.method, dt=self.dt, adjoint=self.adjoint,
-                     rtol=self.rtol, atol=self.atol)
-        return out[-1]
+        prep = _Prepared(
+            self.func,
+            h,
+            ts,
+            self.method,
+            self.dt,
+            self.adjoint,
+            self.rtol,
+            self.atol,
+            100_000,
+            None,
+        )
+        # func's output shape is probed (one evaluation) once per input shape, dtype and device.
+        key = (tuple(h.shape), h.dtype, h.device)
+        f0 = None
+        if key not in self._probed:
+            f0 = prep.probe(h)
+            self._probed.add(key)
+        return prep.run(h, f0)[-1]
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"t1={self.t1}, method={self.method!r}, dt={self.dt}, adjoint={self.adjoint}"

@@ -122,8 +122,7 @@ def test_dopri5_error_scales_with_tolerance(problem):
         out = nsf.odeint(func, y0, ts, method="dopri5", rtol=tol, atol=tol)
         errs.append((out - ref).abs().max().item())
     slope = np.polyfit(np.log(tols), np.log(errs), 1)[0]
-    print(f"dopri5 on {problem}: errors {_fmt(errs)}, d log err / d log tol "
-          f"{slope:.3f}")
+    print(f"dopri5 on {problem}: errors {_fmt(errs)}, d log err / d log tol {slope:.3f}")
     # Global error of a fifth-order method under per-step control ~ C * tol (Hairer et al. II.4).
     assert abs(slope - 1.0) < 0.2
     for tol, e in zip(tols, errs):
@@ -201,8 +200,10 @@ def test_dopri5_matches_torchdiffeq_to_tolerance():
     e_peer = (peer - truth).abs().max().item()
     diff = (ours - peer).abs().max().item()
     scale = tol * (1 + truth.abs().max().item())  # atol + rtol |y|, the per-step error target
-    print(f"dopri5 at rtol = atol = {tol}: ours err {e_ours:.2e}, torchdiffeq err {e_peer:.2e}, "
-          f"|ours - torchdiffeq| {diff:.2e}, atol + rtol max|y| = {scale:.2e}")
+    print(
+        f"dopri5 at rtol = atol = {tol}: ours err {e_ours:.2e}, torchdiffeq err {e_peer:.2e}, "
+        f"|ours - torchdiffeq| {diff:.2e}, atol + rtol max|y| = {scale:.2e}"
+    )
     assert e_ours < 20 * scale and e_peer < 20 * scale and diff < 20 * scale
 
 
@@ -320,15 +321,16 @@ def test_bad_arguments(kwargs, match):
 
 def test_bad_ts_and_shapes():
     y0 = torch.ones(2, 3)
-    with pytest.raises(ValueError, match=r"ts must be strictly increasing, got ts\[1\]=1.0"):
+    with pytest.raises(ValueError, match=r"ts must be strictly increasing"):
         nsf.odeint(_f, y0, torch.tensor([0.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match="ts must be a 1-D floating-point tensor"):
+    with pytest.raises(ValueError, match="ts must be 1-D with at least 2 times"):
         nsf.odeint(_f, y0, torch.tensor([[0.0, 1.0]]))
-    with pytest.raises(ValueError, match="ts must hold at least 2 times"):
+    with pytest.raises(ValueError, match="ts must be 1-D with at least 2 times"):
         nsf.odeint(_f, y0, torch.tensor([0.0]))
     with pytest.raises(ValueError, match="y0 must be a floating-point tensor"):
         nsf.odeint(_f, torch.ones(2, 3, dtype=torch.long), torch.tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match=r"func\(t, y\) must return dy/dt with the shape of y0"):
+    msg = r"func\(t, y\) must return shape \(2, 3\) like y0, got \(2, 2\)"
+    with pytest.raises(ValueError, match=msg):
         nsf.odeint(lambda t, y: y[:, :2], y0, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="t1 must be a positive"):
         nsf.ODEBlock(nn.Identity(), 0.0)
@@ -338,8 +340,7 @@ def test_bad_ts_and_shapes():
 
 def test_dopri5_max_steps():
     with pytest.raises(RuntimeError, match="max_steps=5"):
-        nsf.odeint(_f, torch.ones(2, 3), torch.tensor([0.0, 10.0]), method="dopri5",
-                   max_steps=5)
+        nsf.odeint(_f, torch.ones(2, 3), torch.tensor([0.0, 10.0]), method="dopri5", max_steps=5)
 
 
 def test_registry():
