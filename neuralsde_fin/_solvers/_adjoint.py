@@ -45,7 +45,6 @@ class Plan:
         fetch: fetch(lo, hi) -> increments of steps lo..hi-1, shape (hi - lo, batch, noise);
             None when the increments are an input tensor (cdeint's dX).
         chunk: number of steps fetched at once.
-        params: the parameters gradients are returned for.
     """
 
     def __init__(
@@ -56,7 +55,6 @@ class Plan:
         out_steps: list[int],
         fetch: Callable[[int, int], Tensor] | None,
         chunk: int,
-        params: list[Tensor],
     ) -> None:
         self.vf = vf
         self.tlist = tlist
@@ -64,7 +62,6 @@ class Plan:
         self.out_steps = out_steps
         self.fetch = fetch
         self.chunk = chunk
-        self.params = params
 
 
 def _chunks(n: int, size: int, reverse: bool = False):
@@ -74,6 +71,9 @@ def _chunks(n: int, size: int, reverse: bool = False):
 
 class ReversibleHeunAdjoint(torch.autograd.Function):
     """autograd Function: (plan, y0, dw_input, *params) -> ys of shape (len(ts), batch, state).
+
+    ``params`` are ``plan.vf.params()``; the backward pass evaluates ``plan.vf.for_backward()``,
+    a copy of the vector field on leaf tensors, and returns their gradients.
 
     ``dw_input`` is None (increments come from ``plan.fetch``) or a tensor (n_steps, batch,
     noise) of increments that receives a gradient (the control increments of a CDE).
@@ -111,11 +111,10 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         plan = ctx.plan
-        vf = plan.vf
+        vf, params = plan.vf.for_backward()
         tl, dts = plan.tlist, plan.dts
         n_steps = len(dts)
         y1, z1, dw_input = ctx.saved_tensors
-        params = plan.params
         n_params = len(params)
         save_at = dict((s, k) for k, s in enumerate(plan.out_steps))
         want_dw = ctx.has_dw_input and ctx.needs_input_grad[2]

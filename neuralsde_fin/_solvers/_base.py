@@ -48,6 +48,16 @@ class VectorField:
             f, g = sde.f, sde.g
             self.f_and_g = lambda t, y: (f(t, y), g(t, y))
 
+    def params(self) -> list[Tensor]:
+        """The tensors gradients are computed for: the SDE's parameters that require grad."""
+        if not hasattr(self.sde, "parameters"):
+            return []
+        return [p for p in self.sde.parameters() if p.requires_grad]
+
+    def for_backward(self) -> tuple[VectorField, list[Tensor]]:
+        """A vector field whose ``params()`` are leaves, for per-step VJPs in the adjoint."""
+        return self, self.params()
+
     def prod(self, g: Tensor, dw: Tensor) -> Tensor:
         """g dW: elementwise for diagonal noise, a batched matrix-vector product otherwise."""
         if self.diagonal:

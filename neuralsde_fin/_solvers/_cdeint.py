@@ -103,11 +103,8 @@ def cdeint(
     dts = (ts[1:] - ts[:-1]).tolist()
     out_steps = list(range(length))
     if adjoint:
-        params = (
-            [p for p in func.parameters() if p.requires_grad] if hasattr(func, "parameters") else []
-        )
-        plan = Plan(vf, tlist, dts, out_steps, None, length, params)
-        hs = ReversibleHeunAdjoint.apply(plan, h0, dx, *params)
+        plan = Plan(vf, tlist, dts, out_steps, None, length)
+        hs = ReversibleHeunAdjoint.apply(plan, h0, dx, *vf.params())
     else:
         hs = integrate(ReversibleHeun(), vf, h0, tlist, dts, out_steps, dx)
     return hs.transpose(0, 1)

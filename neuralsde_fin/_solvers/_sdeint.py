@@ -87,13 +87,6 @@ def _probe(vf: Any, sde: Any, noise_type: str, t0: Tensor, y0: Tensor) -> int:
     return g.shape[2]
 
 
-def _params(module: Any) -> list[Tensor]:
-    """The parameters of ``module`` that require gradients (none for a plain callable)."""
-    if not hasattr(module, "parameters"):
-        return []
-    return [p for p in module.parameters() if p.requires_grad]
-
-
 def make_fetch(bm: Any, grid: Tensor):
     """fetch(lo, hi) -> increments over grid[lo:hi+1], shape (hi - lo, *bm_shape)."""
     if hasattr(bm, "increments"):
@@ -190,9 +183,8 @@ def sdeint(
     tlist = list(grid.unbind(0))
     dts = (grid[1:] - grid[:-1]).tolist()
     if adjoint:
-        params = _params(sde)
-        plan = Plan(vf, tlist, dts, out_steps, fetch, ADJOINT_CHUNK_STEPS, params)
-        return ReversibleHeunAdjoint.apply(plan, y0, None, *params)
+        plan = Plan(vf, tlist, dts, out_steps, fetch, ADJOINT_CHUNK_STEPS)
+        return ReversibleHeunAdjoint.apply(plan, y0, None, *vf.params())
     return integrate(solver, vf, y0, tlist, dts, out_steps, fetch(0, len(dts)))
 
 
