@@ -148,11 +148,15 @@ class _ODEVectorField(VectorField):
     swapped).
     """
 
-    def __init__(self, func: ODEFunc, like: Tensor) -> None:
+    def __init__(self, func: ODEFunc, like: Tensor, params: tuple[Tensor, ...] = ()) -> None:
         self.sde = func
         self.diagonal = False
         self.func = func
         self._zero = like.new_zeros(())
+        self._params = list(params)
+
+    def params(self) -> list[Tensor]:
+        return self._params
 
     def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return self.func(t, y), self._zero
@@ -187,21 +191,14 @@ class ReversibleHeun(ODESolver):
     supports_adjoint = True
 
     def solve(self, func, y0, ts, grid, dt, f0, adjoint_params):  # noqa: D102
-        vf = _ODEVectorField(func, y0)
         n_steps = len(grid.dts)
         if adjoint_params is not None:
+            vf = _ODEVectorField(func, y0, adjoint_params)
             # No noise: the core fetches "increments" of width 0 in chunks.
             fetch = lambda lo, hi: y0.new_zeros(hi - lo, 0)
-            plan = Plan(
-                vf,
-                grid.tlist,
-                grid.dts,
-                grid.out_steps,
-                fetch,
-                ADJOINT_CHUNK_STEPS,
-                list(adjoint_params),
-            )
-            return ReversibleHeunAdjoint.apply(plan, y0, None, *adjoint_params)
+            plan = Plan(vf, grid.tlist, grid.dts, grid.out_steps, fetch, ADJOINT_CHUNK_STEPS)
+            return ReversibleHeunAdjoint.apply(plan, y0, None, *vf.params())
+        vf = _ODEVectorField(func, y0)
         dws = y0.new_zeros(n_steps, 0)
         return integrate(_SDEReversibleHeun(), vf, y0, grid.tlist, grid.dts, grid.out_steps, dws)
 
