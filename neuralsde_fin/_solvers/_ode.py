@@ -54,8 +54,8 @@ def register(name: str) -> Callable[[type[ODESolver]], type[ODESolver]]:
 class ODESolver:
     """Root of the ODE solvers: capabilities as class attributes, one ``solve`` method.
 
-    ``solve`` receives validated inputs only (the public ``odeint`` checks them once), and
-    ``f0 = func(ts[0], y0)``, the evaluation already made by the boundary's shape probe.
+    ``solve`` receives validated inputs only: the public ``odeint`` checks them once, and its
+    shape probe's evaluation ``f0 = func(ts[0], y0)`` is passed on when the method can reuse it.
     """
 
     name: ClassVar[str] = ""
@@ -125,15 +125,12 @@ class RK4(ODESolver):
             t, h = tl[n], dts[n]
             if k1 is None:
                 k1 = func(t, y)
-            k2 = func(t + h * third, torch.add(y, k1, alpha=h * third))
-            k3 = func(t + h * (2 * third), y.add(k2, alpha=h).add_(k1, alpha=-h * third))
-            k4 = func(tl[n + 1], y.add(k1, alpha=h).sub_(k2, alpha=h).add_(k3, alpha=h))
-            y = (
-                y.add(k1, alpha=h * 0.125)
-                .add_(k2, alpha=h * 0.375)
-                .add_(k3, alpha=h * 0.375)
-                .add_(k4, alpha=h * 0.125)
-            )
+            # Increments are summed before they meet y (one rounding at y's scale), in
+            # torchdiffeq's association, so that float32 results agree to rounding too.
+            k2 = func(t + h * third, y + h * k1 * third)
+            k3 = func(t + h * (2 * third), y + h * (k2 - k1 * third))
+            k4 = func(tl[n + 1], y + h * (k1 - k2 + k3))
+            y = y + (k1 + 3 * (k2 + k3) + k4) * h * 0.125
             k1 = None
             if n + 1 in save_at:
                 outs.append(y)
@@ -231,19 +228,18 @@ _DP_D = (
 
 
 def _lincomb(y: Tensor | None, h: float, coeffs: tuple[float, ...], ks: list[Tensor]) -> Tensor:
-    """y + h * sum_i coeffs[i] * ks[i] (y None: without y), skipping zero coefficients."""
-    out, fresh = y, False  # fresh: out is a new tensor of ours, safe to update in place
+    """y + h * sum_i coeffs[i] * ks[i] (y None: without y), skipping zero coefficients.
+
+    The stages are summed first and meet y once, so y's scale sees a single rounding.
+    """
+    acc = None
     for c, k in zip(coeffs, ks):
         if c == 0.0:
             continue
-        if out is None:
-            out = k * (h * c)
-        elif fresh:
-            out.add_(k, alpha=h * c)
-        else:
-            out = out.add(k, alpha=h * c)
-        fresh = True
-    return out
+        acc = k * c if acc is None else acc.add_(k, alpha=c)
+    if y is None:
+        return acc.mul_(h)
+    return torch.add(y, acc, alpha=h)
 
 
 def _rms(x: Tensor) -> float:

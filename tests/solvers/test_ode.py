@@ -187,6 +187,19 @@ def test_rk4_matches_torchdiffeq_to_rounding():
     assert diff < 1e-13
 
 
+def test_rk4_matches_torchdiffeq_in_float32():
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    func = _MLPField()
+    y0 = torch.randn(64, 4)
+    ts = torch.tensor([0.0, 0.5, 1.0])
+    ours = nsf.odeint(func, y0, ts, method="rk4", dt=1 / 32)
+    peer = torchdiffeq.odeint(func, y0, ts, method="rk4", options={"step_size": 1 / 32})
+    diff = (ours - peer).abs().max().item()
+    bound = 4 * torch.finfo(torch.float32).eps * peer.abs().max().item()
+    print(f"rk4 vs torchdiffeq rk4 in float32: max |diff| {diff:.2e} (bound {bound:.1e})")
+    assert diff <= bound
+
+
 def test_dopri5_matches_torchdiffeq_to_tolerance():
     torchdiffeq = pytest.importorskip("torchdiffeq")
     func = _MLPField().to(F64)
