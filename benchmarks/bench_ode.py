@@ -107,6 +107,16 @@ def main() -> None:
         a, b = ours_rk4(h0), torchdiffeq.odeint(func, h0, ts, method="rk4", options=opts)[-1]
         c = torchdiffeq.odeint(func, h0, ts, method="dopri5", rtol=1e-9, atol=1e-9)[-1]
         d = ours_rh(h0)
+    calls = [0]
+    hook = func.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    nfe = []
+    with torch.no_grad():
+        for solve in (lambda: ours_dp(h0), tdq("dopri5", rtol=1e-5, atol=1e-5)):
+            calls[0] = 0
+            solve()
+            nfe.append(calls[0])
+    hook.remove()
+    print(f"# dopri5 at tol 1e-5, forward evaluations: ours {nfe[0]}, torchdiffeq {nfe[1]}")
     print(f"# rk4 ours vs torchdiffeq: max |diff| {(a - b).abs().max().item():.1e} (float32)")
     print(f"# reversible Heun ({n} steps) vs dopri5 1e-9: max |diff| {(d - c).abs().max():.1e}")
 
