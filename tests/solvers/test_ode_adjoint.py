@@ -8,6 +8,16 @@ from torch import nn
 
 import neuralsde_fin as nsf
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are small: one thread avoids OpenMP contention on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 F64 = torch.float64
 
 
@@ -92,11 +102,11 @@ def _saved_elements(adjoint, n_steps):
 
 def test_adjoint_stores_no_trajectory():
     """Elements saved for backward: constant in the number of steps with the adjoint."""
-    adj = [_saved_elements(True, n) for n in (16, 256)]
-    bp = [_saved_elements(False, n) for n in (16, 256)]
-    print(f"saved elements, 16 vs 256 steps: adjoint {adj}, backprop {bp}")
+    adj = [_saved_elements(True, n) for n in (16, 128)]
+    bp = [_saved_elements(False, n) for n in (16, 128)]
+    print(f"saved elements, 16 vs 128 steps: adjoint {adj}, backprop {bp}")
     assert adj[0] == adj[1]
-    assert bp[1] > 10 * bp[0]
+    assert bp[1] > 6 * bp[0]
 
 
 def test_adjoint_needs_parameters():

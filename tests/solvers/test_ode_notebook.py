@@ -16,6 +16,7 @@ def test_neural_ode_notebook_runs(monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("NSF_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # small problems; no OpenMP contention
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "strip outputs"
