@@ -17,7 +17,7 @@ Backprop cases (ours: adjoint=False; peer: torchdiffeq.odeint), same scheme wher
 rk4 vs rk4 (the same 3/8 rule), reversible Heun vs midpoint, dopri5 vs dopri5 (adaptive, equal
 rtol/atol; step counts are each library's own).
 
-Run: ``python benchmarks/bench_ode.py [--repeats 7] [--steps 32]``.
+Run: ``python benchmarks/bench_ode.py [--repeats 7] [--steps 32] [--threads 2]``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (at most 2 here)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     func = Field()
     h0 = torch.randn(BATCH, STATE)
@@ -133,7 +134,10 @@ def main() -> None:
         for name, o, p in cases:
             res[name][0].append(time_it(o))
             res[name][1].append(time_it(p))
-    print(f"# batch {BATCH}, state {STATE}, MLP {WIDTH}x2, t1 = 1, {n} steps, fwd + bwd")
+    print(
+        f"# batch {BATCH}, state {STATE}, MLP {WIDTH}x2, t1 = 1, {n} steps, fwd + bwd, "
+        f"{args.threads} thread(s), median of {args.repeats}"
+    )
     print("case, ours_s, peer_s, ratio")
     for name, (o, p) in res.items():
         mo, mp = statistics.median(o), statistics.median(p)
