@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
 from neuralsde_fin._solvers._base import VectorField
 from neuralsde_fin._solvers._reversible_heun import ReversibleHeun as _SDEReversibleHeun
-from neuralsde_fin._solvers._sdeint import ADJOINT_CHUNK_STEPS, _as_times, build_grid, integrate
+from neuralsde_fin._solvers._sdeint import ADJOINT_CHUNK_STEPS, _as_times, build_grid
 
 __all__ = ["ODE_SOLVERS", "ODEBlock", "ODESolver", "odeint", "register"]
 
@@ -140,32 +140,40 @@ class RK4(ODESolver):
 class _ODEVectorField(VectorField):
     """The ODE dy = f(t, y) dt as an SDE with zero diffusion, for the solver core.
 
-    g is a 0-dim zero and g dW is zero, so the core's reversible Heun step and its adjoint reduce
-    exactly to the ODE scheme (the same trick as the core's CDE field, with the roles of f and g
-    swapped).
+    g is a 0-dim zero and every product g dW is a zero tensor shaped like the state (allocated
+    once per solve; the core never writes into it), so the core's reversible Heun step and its
+    adjoint reduce exactly to the ODE scheme. The same trick as the core's CDE field, with the
+    roles of f and g swapped.
     """
 
     def __init__(self, func: ODEFunc, like: Tensor, params: tuple[Tensor, ...] = ()) -> None:
         self.sde = func
         self.diagonal = False
         self.func = func
-        self._zero = like.new_zeros(())
+        self._g = like.new_zeros(())
+        self._gdw = torch.zeros_like(like)
         self._params = list(params)
 
     def params(self) -> list[Tensor]:
         return self._params
 
     def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self.func(t, y), self._zero
+        return self.func(t, y), self._g
 
     def prod(self, g: Tensor, dw: Tensor) -> Tensor:
-        return self._zero
+        return self._gdw
+
+    def prod_pair(self, g: Tensor, dw_a: Tensor, dw_b: Tensor) -> tuple[Tensor, Tensor]:
+        return self._gdw, self._gdw
+
+    def outer_pair(self, u: Tensor, dw_a: Tensor, v: Tensor, dw_b: Tensor) -> Tensor:
+        return self._g
 
     def prod_adjoint(self, a: Tensor, dw: Tensor) -> Tensor:
-        return self._zero
+        return self._g
 
     def prod_adjoint_dw(self, a: Tensor, g: Tensor) -> Tensor:
-        return self._zero
+        return self._g
 
 
 @register("reversible_heun")
@@ -197,7 +205,7 @@ class ReversibleHeun(ODESolver):
             return ReversibleHeunAdjoint.apply(plan, y0, None, *vf.params())
         vf = _ODEVectorField(func, y0)
         dws = y0.new_zeros(n_steps, 0)
-        return integrate(_SDEReversibleHeun(), vf, y0, grid.tlist, grid.dts, grid.out_steps, dws)
+        return _SDEReversibleHeun().solve(vf, y0, grid.tlist, grid.dts, dws, grid.out_steps)
 
 
 # ----------------------------------------------------------------------------------------------
