@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._errors import CheckpointError, DataError
-from neuralsde_fin._solvers import SOLVERS, cdeint, sdeint
+from neuralsde_fin._solvers import (
+    SOLVERS,
+    CDEFunc,
+    LipSwish,
+    MLPDriftDiffusion,
+    cdeint,
+    sdeint,
+)
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CDEFunc",
     "CheckpointError",
     "DataError",
+    "LipSwish",
+    "MLPDriftDiffusion",
     "SOLVERS",
     "cdeint",
     "data",
