@@ -98,7 +98,7 @@ def test_gbm_strong_order(replay, method, sde_type, expected):
     sde = GBM(a, b, sde_type)
     errs = _errors(replay, sde, _gbm_exact(a, b, sde_type == "ito"), method, seed=11)
     order = _order(errs)
-    print(f"{method} GBM: errors {['%.2e' % e for e in errs]}, order {order:.3f}")
+    print(f"{method} GBM: errors {[f'{e:.2e}' for e in errs]}, order {order:.3f}")
     assert abs(order - expected) < 0.2
 
 
@@ -133,7 +133,7 @@ def test_noncommutative_strong_order_half(replay, method):
             yT = nsf.sdeint(sde, y0, ts, bm=bm, method=method, dt=2.0**-k)[-1]
             errs.append((yT - ref).norm(dim=1).mean().item())
     order = _order(errs)
-    print(f"{method} non-commutative: errors {['%.2e' % e for e in errs]}, order {order:.3f}")
+    print(f"{method} non-commutative: errors {[f'{e:.2e}' for e in errs]}, order {order:.3f}")
     assert abs(order - 0.5) < 0.2
 
 
@@ -159,5 +159,5 @@ def test_ou_additive_strong_order_one(replay, method):
 
     errs = _errors(replay, sde, exact, method, seed=12)
     order = _order(errs)
-    print(f"{method} OU: errors {['%.2e' % e for e in errs]}, order {order:.3f}")
+    print(f"{method} OU: errors {[f'{e:.2e}' for e in errs]}, order {order:.3f}")
     assert abs(order - 1.0) < 0.2
