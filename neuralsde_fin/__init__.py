@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._solvers import (
     SOLVERS,
@@ -26,6 +27,7 @@ __all__ = [
     "LipSwish",
     "MLPDriftDiffusion",
     "SOLVERS",
+    "VirtualBrownianTree",
     "cdeint",
     "data",
     "load_prices",
