@@ -58,6 +58,7 @@ def replay():
         z = torch.randn(len(grid) - 1, n_paths, noise, generator=gen, dtype=dtype)
         return ReplayBrownian(grid.to(dtype), z * dt.sqrt()[:, None, None])
 
+    make.from_increments = ReplayBrownian  # replay(...) or replay.from_increments(grid, incr)
     return make
 
 
