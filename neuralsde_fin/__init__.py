@@ -6,18 +6,30 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._errors import CheckpointError, DataError
-from neuralsde_fin._solvers import SOLVERS, cdeint, sdeint
+from neuralsde_fin._solvers import (
+    SOLVERS,
+    CDEFunc,
+    LipSwish,
+    MLPDriftDiffusion,
+    cdeint,
+    sdeint,
+)
 from neuralsde_fin._solvers._ode import ODEBlock, odeint
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CDEFunc",
     "CheckpointError",
     "DataError",
+    "LipSwish",
+    "MLPDriftDiffusion",
     "ODEBlock",
     "SOLVERS",
+    "VirtualBrownianTree",
     "cdeint",
     "data",
     "load_prices",
