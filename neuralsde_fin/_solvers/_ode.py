@@ -409,7 +409,9 @@ class _Prepared:
             adjoint_params = None
         self.cls, self.func, self.ts, self.dt = cls, func, ts, None if dt is None else float(dt)
         self.adjoint_params = adjoint_params
-        self.solver = cls(rtol=float(rtol), atol=float(atol), max_steps=max_steps)
+        if cls.adaptive:
+            rtol, atol = float(rtol), float(atol)
+        self.solver = cls(rtol=rtol, atol=atol, max_steps=max_steps)
 
     def probe(self, y0: Tensor) -> Tensor | None:
         """Evaluate func once at (ts[0], y0) and check the shape; return it when it is reusable."""

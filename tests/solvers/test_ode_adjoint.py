@@ -8,16 +8,6 @@ from torch import nn
 
 import neuralsde_fin as nsf
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one thread avoids OpenMP contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 F64 = torch.float64
 
 

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import torch
 from torch import nn
 
 import neuralsde_fin as nsf
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one thread avoids OpenMP contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 MSE_THRESHOLD = 5e-3  # sin(x) itself has variance 0.5 on [-5, 5]; measured ~1.5e-3 (seed 0)
 
