@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._evaluate import (
     BASELINES,
@@ -60,6 +61,15 @@ from neuralsde_fin._pricing import (
     var_es,
 )
 from neuralsde_fin._scenarios import Scenarios
+from neuralsde_fin._solvers import (
+    SOLVERS,
+    CDEFunc,
+    LipSwish,
+    MLPDriftDiffusion,
+    cdeint,
+    sdeint,
+)
+from neuralsde_fin._solvers._ode import ODEBlock, odeint
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
@@ -67,12 +77,14 @@ __version__ = "0.1.0"
 __all__ = [
     "BASELINES",
     "GBM",
+    "SOLVERS",
     "AsianCall",
     "AsianPut",
     "BarrierCall",
     "BarrierPut",
     "BasketCall",
     "BasketPut",
+    "CDEFunc",
     "CheckpointError",
     "DataError",
     "DigitalCall",
@@ -84,12 +96,16 @@ __all__ = [
     "GJRGarchBaseline",
     "GreeksResult",
     "Heston",
+    "LipSwish",
     "LookbackCall",
     "LookbackPut",
+    "MLPDriftDiffusion",
+    "ODEBlock",
     "Option",
     "PriceResult",
     "RiskResult",
     "Scenarios",
+    "VirtualBrownianTree",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",
@@ -97,6 +113,7 @@ __all__ = [
     "black_scholes",
     "black_scholes_delta",
     "black_scholes_vega",
+    "cdeint",
     "data",
     "digital_payoff",
     "european_payoff",
@@ -106,6 +123,7 @@ __all__ = [
     "load_prices",
     "lookback_payoff",
     "make_report",
+    "odeint",
     "plot_acf",
     "plot_fan_chart",
     "plot_qq",
@@ -115,6 +133,7 @@ __all__ = [
     "pooled_acf",
     "price",
     "report_figures",
+    "sdeint",
     "sig_mmd_test",
     "stylized_facts",
     "var_es",
