@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import importlib
 import math
-from functools import lru_cache
+from functools import cache
 
 import torch
 
 BACKENDS: tuple[str, ...] = ("signatory", "pysiglib")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module(name: str):
     """Import a backend module, or return None when it is not installed (or fails to load)."""
     modname = "signatory" if name == "signatory" else "pysiglib.torch_api"

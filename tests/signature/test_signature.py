@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuralsde_fin._signature import _signature as sigmod
 from neuralsde_fin._signature import (
     BACKENDS,
     augment,
@@ -17,6 +16,7 @@ from neuralsde_fin._signature import (
     signature,
     split_levels,
 )
+from neuralsde_fin._signature import _signature as sigmod
 
 AVAILABLE = available_backends()
 MISSING = [b for b in BACKENDS if b not in AVAILABLE]
