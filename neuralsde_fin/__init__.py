@@ -6,7 +6,9 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._models import MarketModel, load_model
 from neuralsde_fin._solvers import SOLVERS, cdeint, sdeint
 from neuralsde_fin.data import load_prices
 
@@ -15,9 +17,13 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "DataError",
+    "LOSSES",
+    "MarketModel",
     "SOLVERS",
+    "calibrate",
     "cdeint",
     "data",
+    "load_model",
     "load_prices",
     "sdeint",
 ]
