@@ -388,12 +388,8 @@ def _cast_copy(model: MarketModel, dtype: torch.dtype) -> MarketModel:
 
 
 def _make_scenarios(times, prices, measure, r, q, seed):
-    try:
-        from neuralsde_fin._scenarios import Scenarios
-    except ImportError:  # the pricing layer has not landed in this branch yet
-        from types import SimpleNamespace
+    from neuralsde_fin._scenarios import Scenarios
 
-        return SimpleNamespace(times=times, prices=prices, measure=measure, r=r, q=q, seed=seed)
     return Scenarios(times, prices, measure=measure, r=r, q=q, seed=seed, model="MarketModel")
 
 
