@@ -149,3 +149,18 @@ def test_adadelta_and_multi_asset():
     ratio = (lr[..., 1].std() / lr[..., 0].std()).item()
     print("vol ratio asset1 / asset0:", ratio, "data:", 0.35 / 0.2)
     assert abs(ratio / (0.35 / 0.2) - 1) < 0.1
+
+
+def test_small_gbm_risk_neutral_atm_implied_vol():
+    prices = gbm_history()
+    # window = 64 days covers the 3-month maturity (63 days): no extrapolation in model time
+    model = nsf.calibrate(prices, method="sigw1", window=64, steps=4, batch=16, seed=1,
+                          progress=False, model_options=SMALL)
+    n, T = 8000, 0.25
+    scen = model.sample(n, 63, measure="risk_neutral", r=0.01, q=0.0, spot=100.0, seed=2)
+    res = nsf.price(scen, nsf.EuropeanCall(100.0, T), r=0.01)
+    iv = float(nsf.implied_vol(res.price, 100.0, 100.0, T, 0.01, 0.0))
+    vega = float(nsf.black_scholes_vega(100.0, 100.0, T, 0.01, 0.0, iv))
+    print(f"3-month ATM call {res.price:.4f} +- {res.stderr:.4f}; implied vol {iv:.4f} "
+          f"(MC se of the vol {res.stderr / vega:.4f})")
+    assert abs(iv - SIGMA) < 0.01
