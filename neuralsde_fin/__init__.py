@@ -8,6 +8,25 @@ from __future__ import annotations
 from neuralsde_fin import data
 from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._evaluate import (
+    BASELINES,
+    EvaluationReport,
+    GBMBaseline,
+    GJRGarchBaseline,
+    evaluate,
+    make_report,
+    plot_acf,
+    plot_fan_chart,
+    plot_qq,
+    plot_return_histogram,
+    plot_smile,
+    plot_training_curve,
+    pooled_acf,
+    report_figures,
+    sig_mmd_test,
+    stylized_facts,
+    write_report,
+)
 from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
 from neuralsde_fin._pricing import (
     AsianCall,
@@ -48,6 +67,8 @@ from neuralsde_fin.data import load_prices
 __version__ = "0.1.0"
 
 __all__ = [
+    "BASELINES",
+    "GBM",
     "AsianCall",
     "AsianPut",
     "BarrierCall",
@@ -60,7 +81,9 @@ __all__ = [
     "DigitalPut",
     "EuropeanCall",
     "EuropeanPut",
-    "GBM",
+    "EvaluationReport",
+    "GBMBaseline",
+    "GJRGarchBaseline",
     "GreeksResult",
     "Heston",
     "LOSSES",
@@ -84,12 +107,25 @@ __all__ = [
     "data",
     "digital_payoff",
     "european_payoff",
+    "evaluate",
     "greeks",
     "implied_vol",
     "load_model",
     "load_prices",
     "lookback_payoff",
+    "make_report",
+    "plot_acf",
+    "plot_fan_chart",
+    "plot_qq",
+    "plot_return_histogram",
+    "plot_smile",
+    "plot_training_curve",
+    "pooled_acf",
     "price",
+    "report_figures",
     "sdeint",
+    "sig_mmd_test",
+    "stylized_facts",
     "var_es",
+    "write_report",
 ]
