@@ -11,6 +11,14 @@ from neuralsde_fin._calibrate._losses import LOSSES, Loss, get_loss, register
 from neuralsde_fin._signature import available_backends
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _bm_paths(n, length, *, seed, drift=0.0, vol=1.0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     dt = 1.0 / (length - 1)
