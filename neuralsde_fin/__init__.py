@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._brownian import VirtualBrownianTree
+from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._evaluate import (
     BASELINES,
@@ -27,7 +28,7 @@ from neuralsde_fin._evaluate import (
     stylized_facts,
     write_report,
 )
-from neuralsde_fin._models import GBM, Heston
+from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
 from neuralsde_fin._pricing import (
     AsianCall,
     AsianPut,
@@ -76,7 +77,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BASELINES",
+    "BASELINES",
     "GBM",
+    "GBM",
+    "LOSSES",
+    "SOLVERS",
     "SOLVERS",
     "AsianCall",
     "AsianPut",
@@ -100,6 +105,7 @@ __all__ = [
     "LookbackCall",
     "LookbackPut",
     "MLPDriftDiffusion",
+    "MarketModel",
     "ODEBlock",
     "Option",
     "PriceResult",
@@ -113,6 +119,7 @@ __all__ = [
     "black_scholes",
     "black_scholes_delta",
     "black_scholes_vega",
+    "calibrate",
     "cdeint",
     "data",
     "digital_payoff",
@@ -120,6 +127,7 @@ __all__ = [
     "evaluate",
     "greeks",
     "implied_vol",
+    "load_model",
     "load_prices",
     "lookback_payoff",
     "make_report",
