@@ -98,7 +98,7 @@ def cdeint(
         shape = tuple(g.shape) if torch.is_tensor(g) else type(g).__name__
         raise ValueError(f"func must return shape {want} (batch, hidden, channels), got {shape}")
     dx = (X[:, 1:] - X[:, :-1]).transpose(0, 1)
-    tlist = list(ts.unbind(0))
+    tlist = [t.clone() for t in ts.unbind(0)]
     dts = (ts[1:] - ts[:-1]).tolist()
     out_steps = list(range(length))
     if adjoint:

@@ -73,25 +73,35 @@ class _FusedMLPs(nn.Module):
         self.out_weight = nn.ParameterList(nn.Parameter(_uniform((o, width), width)) for o in outs)
         self.out_bias = nn.ParameterList(nn.Parameter(_uniform((o,), width)) for o in outs)
 
-    def folded(self) -> list[Tensor]:
-        """The evaluator's tensors: transposed weights with the LipSwish scale folded in."""
+    def folded(self, noise_major: int = 0) -> list[Tensor]:
+        """The evaluator's tensors: transposed weights with the LipSwish scale folded in.
+
+        With ``noise_major = m > 0`` the last net's outputs, a (d, m) matrix in row-major order,
+        are permuted to (m, d) order, so that g dW is a batched (1 x m) @ (m x d) product.
+        """
         s = LIPSWISH_SCALE
         ts = [self.in_weight.t(), self.in_time, self.in_bias]
         ts.append((s * self.hidden_weight).transpose(-1, -2))
         ts.append(self.hidden_bias)
-        ts.extend((s * w).t() for w in self.out_weight)
-        ts.extend(self.out_bias)
+        outs_w, outs_b = list(self.out_weight), list(self.out_bias)
+        if noise_major:
+            w, b, m = outs_w[-1], outs_b[-1], noise_major
+            outs_w[-1] = w.view(-1, m, w.shape[1]).transpose(0, 1).reshape(w.shape)
+            outs_b[-1] = b.view(-1, m).t().reshape(b.shape)
+        ts.extend((s * w).t() for w in outs_w)
+        ts.extend(outs_b)
         return ts
 
     @staticmethod
     def evaluate(w: list[Tensor], t: Tensor, x: Tensor, n: int, width: int) -> list[Tensor]:
         """Outputs of all nets at (t, x) from the folded tensors ``w``."""
         in_w, in_t, in_b, hid_w, hid_b = w[:5]
-        h = F.silu(torch.addmm(torch.add(in_b, in_t, alpha=t), x, in_w))
+        inplace = not torch.is_grad_enabled()  # sampling: no autograd, reuse the buffers
+        h = F.silu(torch.addmm(torch.addcmul(in_b, in_t, t), x, in_w), inplace=inplace)
         if hid_w.shape[0]:
             h = h.view(x.shape[0], n, width).transpose(0, 1)
             for i in range(hid_w.shape[0]):
-                h = F.silu(torch.baddbmm(hid_b[i], h, hid_w[i]))
+                h = F.silu(torch.baddbmm(hid_b[i], h, hid_w[i]), inplace=inplace)
             hs = h.unbind(0)
         else:
             hs = h.view(x.shape[0], n, width).unbind(1)
@@ -99,13 +109,20 @@ class _FusedMLPs(nn.Module):
 
 
 class _FusedField(VectorField):
-    """Evaluator for :class:`MLPDriftDiffusion` / :class:`CDEFunc` on folded tensors."""
+    """Evaluator for :class:`MLPDriftDiffusion` / :class:`CDEFunc` on folded tensors.
 
-    def __init__(self, module: nn.Module, tensors: list[Tensor]) -> None:
+    For general noise g is computed noise-major, a contiguous (batch, m, d) tensor returned as
+    its (batch, d, m) transposed view, and every product with g is a batched matmul against
+    that contiguous layout (3x faster than ``bmm`` on (d, m) @ (m, 1) blocks).
+    """
+
+    def __init__(self, module: nn.Module, tensors: list[Tensor] | None = None) -> None:
         self.module = module
-        self.tensors = tensors
         self.diagonal = module.noise_type == "diagonal"
         self.shape_g = module._g_shape
+        if tensors is None:
+            tensors = module.net.folded(0 if self.diagonal else self.shape_g[1])
+        self.tensors = tensors
         self.finals = module._finals
         self.n = len(module.net.outs)
         self.width = module.net.width
@@ -121,11 +138,45 @@ class _FusedField(VectorField):
     def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         outs = _FusedMLPs.evaluate(self.tensors, t, y, self.n, self.width)
         outs = [o if fn is None else fn(o) for o, fn in zip(outs, self.finals)]
+        g = outs[-1]
+        if self.diagonal:
+            g = g.view(y.shape[0], *self.shape_g)
+        else:
+            d, m = self.shape_g
+            g = g.view(y.shape[0], m, d).transpose(1, 2)
         if self.n == 1:  # a CDE field: no drift
             if self.zero is None:
                 self.zero = y.new_zeros(())
-            return self.zero, outs[0].view(y.shape[0], *self.shape_g)
-        return outs[0], outs[1].view(y.shape[0], *self.shape_g)
+            return self.zero, g
+        return outs[0], g
+
+    # products with g through its contiguous noise-major layout gt = g^T: (batch, m, d)
+    def prod(self, g: Tensor, dw: Tensor) -> Tensor:
+        if self.diagonal:
+            return g * dw
+        return torch.bmm(dw.unsqueeze(1), g.transpose(1, 2)).squeeze(1)
+
+    def prod_pair(self, g: Tensor, dw_a: Tensor, dw_b: Tensor) -> tuple[Tensor, Tensor]:
+        if self.diagonal:
+            return g * dw_a, g * dw_b
+        r = torch.bmm(torch.stack([dw_a, dw_b], dim=1), g.transpose(1, 2))
+        return r[:, 0], r[:, 1]
+
+    def outer_pair(self, u: Tensor, dw_a: Tensor, v: Tensor, dw_b: Tensor) -> Tensor:
+        if self.diagonal:
+            return u * dw_a + v * dw_b
+        gt = torch.bmm(torch.stack([dw_a, dw_b], dim=2), torch.stack([u, v], dim=1))
+        return gt.transpose(1, 2)
+
+    def prod_adjoint(self, a: Tensor, dw: Tensor) -> Tensor:
+        if self.diagonal:
+            return a * dw
+        return (dw.unsqueeze(2) * a.unsqueeze(1)).transpose(1, 2)
+
+    def prod_adjoint_dw(self, a: Tensor, g: Tensor) -> Tensor:
+        if self.diagonal:
+            return a * g
+        return torch.bmm(g.transpose(1, 2), a.unsqueeze(2)).squeeze(2)
 
 
 class MLPDriftDiffusion(nn.Module):
@@ -190,7 +241,7 @@ class MLPDriftDiffusion(nn.Module):
         )
 
     def _nsf_vector_field(self) -> _FusedField:
-        return _FusedField(self, self.net.folded())
+        return _FusedField(self)
 
     def unfused(self) -> PlainSDE:
         """The same SDE written the conventional way (separate nets, t concatenated)."""
@@ -199,7 +250,8 @@ class MLPDriftDiffusion(nn.Module):
     def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Drift and diffusion at (t, y) in one fused evaluation."""
         t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-        return self._nsf_vector_field().f_and_g(t, y)
+        f, g = self._nsf_vector_field().f_and_g(t, y)
+        return f, g.contiguous()
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
         """Drift f(t, y), shape (batch, d)."""
@@ -256,7 +308,7 @@ class CDEFunc(nn.Module):
         self.net = _FusedMLPs(hidden, [hidden * channels], width, depth)
 
     def _nsf_vector_field(self) -> _FusedField:
-        return _FusedField(self, self.net.folded())
+        return _FusedField(self)
 
     def unfused(self) -> PlainCDEFunc:
         """The same vector field written the conventional way (t concatenated to h)."""
@@ -264,7 +316,7 @@ class CDEFunc(nn.Module):
 
     def forward(self, t: Tensor, h: Tensor) -> Tensor:
         t = torch.as_tensor(t, dtype=h.dtype, device=h.device)
-        return self._nsf_vector_field().f_and_g(t, h)[1]
+        return self._nsf_vector_field().f_and_g(t, h)[1].contiguous()
 
 
 def _plain_mlps(net: _FusedMLPs, finals: tuple) -> list[nn.Sequential]:

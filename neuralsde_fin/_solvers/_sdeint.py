@@ -182,7 +182,7 @@ def sdeint(
     elif hasattr(bm, "shape") and tuple(bm.shape) != bm_shape:
         raise ValueError(f"bm must have shape {bm_shape} (batch, noise), got {tuple(bm.shape)}")
     fetch = make_fetch(bm, grid)
-    tlist = list(grid.unbind(0))
+    tlist = [t.clone() for t in grid.unbind(0)]  # own storage: autograd saves t, not the grid
     dts = (grid[1:] - grid[:-1]).tolist()
     if adjoint:
         plan = Plan(vf, tlist, dts, out_steps, fetch, ADJOINT_CHUNK_STEPS)

@@ -37,11 +37,14 @@ def test_adjoint_equals_backprop_generic(replay, mlp_sde, noise_type):
     _check(sde, y0, ts, bm, 0.005)
 
 
-def test_adjoint_equals_backprop_fused(replay):
+@pytest.mark.parametrize("noise_type", ["general", "diagonal"])
+def test_adjoint_equals_backprop_fused(replay, noise_type):
     torch.manual_seed(1)
-    model = nsf.MLPDriftDiffusion(3, 2, 16, 3, diffusion_final="tanh").double()
+    model = nsf.MLPDriftDiffusion(
+        3, 2, 16, 3, noise_type=noise_type, diffusion_final="tanh"
+    ).double()
     grid = torch.linspace(0, 1, 129, dtype=torch.float64)
-    bm = replay(grid, 5, 2, seed=5)
+    bm = replay(grid, 5, 3 if noise_type == "diagonal" else 2, seed=5)
     y0 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     _check(model, y0, grid, bm, None)
 
