@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 class DataError(ValueError):
-    """Bad input data: the message names the file, the row as numbered in the file, and the column."""
+    """Bad input data; the message names the file, the row as numbered in it, and the column."""
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be loaded: missing, truncated, corrupted or of another format."""
+    """A checkpoint that cannot be loaded: missing, truncated, corrupted or of another format."""
