@@ -17,6 +17,9 @@ so > 1 means we are faster). Cases, all for shape (4096, 8) over ts = linspace(0
   issue's neural SDE (state 32, noise 8, MLPs 64x2 with time input, reversible Heun): the
   ratio is torchsde's sampling time over ours; the target "<= 10% of (a) at 2x over torchsde"
   means ratio >= 20.
+
+Each case is printed twice: wall-clock seconds, then ``<case>_cpu``, process CPU seconds (steadier
+than wall time while other jobs share the machine).
 Run: ``python benchmarks/bench_brownian.py [--repeats 5] [--threads 2] [--skip-sample]``.
 On a shared, oversubscribed machine ``--threads 1`` avoids OpenMP barrier stalls that inflate
 the many small ops of the peer (and of ours when queried step by step).
@@ -100,17 +103,17 @@ def _torchsde_sample(sde, y0, ts) -> None:
         torchsde.sdeint(sde, y0, ts, bm=bm, method="reversible_heun", dt=1 / N_STEPS)
 
 
-def _median_pair(ours, peer, repeats: int) -> tuple[float, float]:
+def _median_pair(ours, peer, repeats: int) -> tuple[float, float, float, float]:
+    """Medians of (ours wall, peer wall, ours CPU, peer CPU) seconds over interleaved repeats."""
     ours(), peer()  # warm-up
-    a, b = [], []
+    runs: list[list[float]] = [[], [], [], []]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        ours()
-        a.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        peer()
-        b.append(time.perf_counter() - t0)
-    return statistics.median(a), statistics.median(b)
+        for k, fn in enumerate((ours, peer)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            runs[k].append(time.perf_counter() - t0)
+            runs[k + 2].append(time.process_time() - c0)
+    return tuple(statistics.median(r) for r in runs)
 
 
 def main() -> None:
@@ -141,8 +144,9 @@ def main() -> None:
                                    lambda: _torchsde_sample(sde, y0, ts32))
     print("case, ours_s, peer_s, ratio", flush=True)
     for name, (ours, peer) in cases.items():
-        a, b = _median_pair(ours, peer, args.repeats)
+        a, b, ca, cb = _median_pair(ours, peer, args.repeats)
         print(f"{name}, {a:.4f}, {b:.4f}, {b / a:.2f}", flush=True)
+        print(f"{name}_cpu, {ca:.4f}, {cb:.4f}, {cb / ca:.2f}", flush=True)
 
 
 if __name__ == "__main__":
