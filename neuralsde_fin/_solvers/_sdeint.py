@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
 from neuralsde_fin._solvers._base import NOISE_TYPES, SDE_TYPES, SOLVERS, VectorField
 
@@ -173,17 +174,23 @@ def sdeint(
     vf = vector_field(sde, noise_type)
     noise = _probe(vf, sde, noise_type, ts[0], y0)
     bm_shape = (y0.shape[0], noise)
+    dts = (grid[1:] - grid[:-1]).tolist()
     if bm is None:
-        from neuralsde_fin._brownian import VirtualBrownianTree
-
+        # Leaves no wider than the smallest step: on a uniform grid every grid time is a tree
+        # node, so the whole grid costs one normal per step per (path, channel).
         bm = VirtualBrownianTree(
-            ts[0].item(), ts[-1].item(), bm_shape, seed=seed, dtype=y0.dtype, device=y0.device
+            ts[0].item(),
+            ts[-1].item(),
+            bm_shape,
+            seed=seed,
+            tol=min(dts),
+            dtype=y0.dtype,
+            device=y0.device,
         )
     elif hasattr(bm, "shape") and tuple(bm.shape) != bm_shape:
         raise ValueError(f"bm must have shape {bm_shape} (batch, noise), got {tuple(bm.shape)}")
     fetch = make_fetch(bm, grid)
     tlist = [t.clone() for t in grid.unbind(0)]  # own storage: autograd saves t, not the grid
-    dts = (grid[1:] - grid[:-1]).tolist()
     if adjoint:
         plan = Plan(vf, tlist, dts, out_steps, fetch, ADJOINT_CHUNK_STEPS)
         return ReversibleHeunAdjoint.apply(plan, y0, None, *vf.params())
