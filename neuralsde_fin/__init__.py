@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._calibrate import LOSSES, calibrate
+from neuralsde_fin._distributed import combine_shards, sample_shard, shard_range
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
 from neuralsde_fin._pricing import (
@@ -81,6 +82,7 @@ __all__ = [
     "black_scholes_vega",
     "calibrate",
     "cdeint",
+    "combine_shards",
     "data",
     "digital_payoff",
     "european_payoff",
@@ -90,6 +92,8 @@ __all__ = [
     "load_prices",
     "lookback_payoff",
     "price",
+    "sample_shard",
     "sdeint",
+    "shard_range",
     "var_es",
 ]
