@@ -37,6 +37,7 @@ would draw for those paths: shards are exact, not merely independent.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import inspect
@@ -97,32 +98,46 @@ def local_device() -> torch.device:
     return torch.device("cpu")
 
 
-@contextlib.contextmanager
-def process_group(device: torch.device | str | None = None) -> Iterator[tuple[int, int]]:
-    """Join the default process group described by torchrun's environment, for the block.
+def _destroy_at_exit() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
-    If a group is already initialised it is used as is (and left open). Otherwise, if
-    ``WORLD_SIZE`` > 1, the group is initialised from the environment (``init_method="env://"``,
-    backend from :func:`backend_for`) and destroyed when the block exits; ranks meet at a
-    barrier before a normal exit. With ``WORLD_SIZE`` unset or 1 nothing happens.
 
-    Yields:
+def init_from_env(device: torch.device | str | None = None) -> tuple[int, int]:
+    """Initialise the default process group from torchrun's environment, if it asks for one.
+
+    If ``WORLD_SIZE`` > 1 and no group is initialised yet, the group is initialised with
+    ``init_method="env://"`` (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``) and
+    the backend of :func:`backend_for` (gloo on CPU, nccl for CUDA), and destroyed when the
+    interpreter exits. The group is then kept for the life of the process: initialising a new
+    group on the same ``MASTER_PORT`` after destroying one races with the other ranks' teardown,
+    so later calls (a second ``nsf.calibrate`` in the same script) reuse it.
+
+    Returns:
         ``(rank, world_size)``.
     """
-    created = False
     if dist.is_available() and not dist.is_initialized() and _env_int("WORLD_SIZE", 1) > 1:
         backend = backend_for(device)
         if backend == "nccl":
             torch.cuda.set_device(torch.device(device))
         dist.init_process_group(backend=backend, init_method="env://")
-        created = True
-    try:
-        yield rank_and_world()
-        if created:
-            dist.barrier()
-    finally:
-        if created:
-            dist.destroy_process_group()
+        atexit.register(_destroy_at_exit)
+    return rank_and_world()
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device | str | None = None) -> Iterator[tuple[int, int]]:
+    """Run a block on the default process group described by torchrun's environment.
+
+    Calls :func:`init_from_env` (nothing happens with ``WORLD_SIZE`` unset or 1, and an
+    existing group is used as is); after the block the ranks meet at a barrier, so that what
+    rank 0 wrote in the block is complete when any rank continues.
+
+    Yields:
+        ``(rank, world_size)``.
+    """
+    yield init_from_env(device)
+    barrier()
 
 
 def barrier() -> None:

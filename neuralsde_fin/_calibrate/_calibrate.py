@@ -200,7 +200,6 @@ def calibrate(
             model.info.update(method=method, loss_options=lopts, window=window)
             if checkpoint_dir is not None and rank == 0:
                 model.save(os.path.join(os.fspath(checkpoint_dir), "model.pt"))
-            _dist.barrier()
     finally:
         torch.set_num_threads(old_threads)
     return model

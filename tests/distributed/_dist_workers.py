@@ -110,23 +110,27 @@ def grad_worker(rank: int, world: int, port: int, method: str, batch: int, out: 
                 "grads": [p.grad.clone() for p in params]}, Path(out) / f"grads-{rank}.pt")
 
 
-def calibrate_worker(rank: int, world: int, port: int, out: str) -> None:
+def calibrate_worker(rank: int, world: int, port: int, out: str, phase: str) -> None:
+    """phase "run": an uninterrupted run, then a run interrupted after step 3 (the process
+    then ends, as under a kill); phase "resume": new processes resume the interrupted run."""
     import neuralsde_fin as nsf
 
     torchrun_env(rank, world, port)
     out_p = Path(out)
     prices = tiny_prices()
-    full = nsf.calibrate(prices, checkpoint_dir=out_p / "full", **CAL)
+    if phase == "run":
+        full = nsf.calibrate(prices, checkpoint_dir=out_p / "full", **CAL)
+        torch.save(full.state_dict(), out_p / f"full-{rank}.pt")
 
-    def interrupt(step: int, value: float) -> None:
-        if step == 3:
-            raise Interrupted(f"simulated interruption after step {step}")
+        def interrupt(step: int, value: float) -> None:
+            if step == 3:
+                raise Interrupted(f"simulated interruption after step {step}")
 
-    try:
-        nsf.calibrate(prices, checkpoint_dir=out_p / "cut", callback=interrupt, **CAL)
-        raise AssertionError("the interrupted run was not interrupted")
-    except Interrupted:
-        pass
-    resumed = nsf.calibrate(prices, checkpoint_dir=out_p / "cut", resume=True, **CAL)
-    torch.save({"full": full.state_dict(), "resumed": resumed.state_dict()},
-               out_p / f"weights-{rank}.pt")
+        try:
+            nsf.calibrate(prices, checkpoint_dir=out_p / "cut", callback=interrupt, **CAL)
+            raise AssertionError("the interrupted run was not interrupted")
+        except Interrupted:
+            pass
+    else:
+        resumed = nsf.calibrate(prices, checkpoint_dir=out_p / "cut", resume=True, **CAL)
+        torch.save(resumed.state_dict(), out_p / f"resumed-{rank}.pt")

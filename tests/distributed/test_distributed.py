@@ -135,9 +135,10 @@ def test_first_step_gradients_two_ranks_match_one_rank(tmp_path: Path, method: s
 def test_calibrate_two_ranks_resume_matches_uninterrupted(tmp_path: Path) -> None:
     """nsf.calibrate under 2 ranks: interrupted after step 3 (checkpoint at step 2) and resumed,
     it reaches the weights of an uninterrupted 2-rank run exactly; both ranks agree."""
-    W.run(W.calibrate_worker, (str(tmp_path),))
-    w0 = torch.load(tmp_path / "weights-0.pt", weights_only=True)
-    w1 = torch.load(tmp_path / "weights-1.pt", weights_only=True)
+    W.run(W.calibrate_worker, (str(tmp_path), "run"))
+    W.run(W.calibrate_worker, (str(tmp_path), "resume"))
+    w0 = {n: torch.load(tmp_path / f"{n}-0.pt", weights_only=True) for n in ("full", "resumed")}
+    w1 = {n: torch.load(tmp_path / f"{n}-1.pt", weights_only=True) for n in ("full", "resumed")}
     for k, v in w0["full"].items():
         assert torch.equal(v, w0["resumed"][k]), k
         assert torch.equal(v, w1["full"][k]) and torch.equal(v, w1["resumed"][k]), k
