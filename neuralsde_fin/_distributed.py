@@ -323,6 +323,43 @@ def sample_shard(
     return scen
 
 
+def write_samples(
+    model: Any, out: str | os.PathLike, n_paths: int, horizon: int, **sample_options: Any
+) -> str:
+    """Sample ``n_paths`` paths and write them to ``out``: the one call behind ``sample --out``.
+
+    - ``out`` ending in ``.parquet``: one process writes one file (``model.sample`` then
+      ``Scenarios.to_parquet``); refused under torchrun with more than one rank.
+    - any other ``out``: a directory; this rank writes ``out/part-<rank>.parquet`` with
+      :func:`sample_shard` (rank and world size from torchrun's environment; a single process
+      writes ``part-0.parquet``). The union (:func:`combine_shards`) equals the single-process
+      sample with the same seed and chunk_size, bit for bit.
+
+    Args:
+        model: the model to sample (for a directory: ``sample`` must accept ``path_offset``).
+        out: a ``.parquet`` file or a directory.
+        n_paths: total number of paths.
+        horizon: number of steps.
+        **sample_options: passed to ``model.sample`` (measure, r, q, spot, seed, dt, ...).
+
+    Returns:
+        The path of the file this process wrote.
+    """
+    rank, world = rank_and_world()
+    out = os.fspath(out)
+    if out.endswith(".parquet"):
+        if world > 1:
+            raise ValueError(
+                f"out must be a directory under torchrun ({world} ranks write "
+                f"part-<rank>.parquet), got the file {out!r}"
+            )
+        model.sample(n_paths, horizon, **sample_options).to_parquet(out)
+        return out
+    sample_shard(model, n_paths, horizon, out_dir=out, rank=rank, world_size=world,
+                 **sample_options)
+    return os.path.join(out, PART_PATTERN.format(rank=rank))
+
+
 def shard_files(directory: str | os.PathLike) -> list[str]:
     """The ``part-<rank>.parquet`` files of ``directory``, in rank order."""
     d = os.fspath(directory)

@@ -151,3 +151,16 @@ def test_calibrate_two_ranks_resume_matches_uninterrupted(tmp_path: Path) -> Non
     single = nsf.calibrate(W.tiny_prices(), checkpoint_dir=None, **W.CAL)
     for k, v in single.state_dict().items():
         assert torch.allclose(v, w0["full"][k], rtol=1e-4, atol=1e-5), k
+
+
+def test_write_samples_file_or_directory(tmp_path: Path) -> None:
+    """The CLI's entry point: a .parquet file (one process) or a directory of shards."""
+    from neuralsde_fin._distributed import write_samples
+
+    model = W.tiny_model()
+    f = write_samples(model, tmp_path / "one.parquet", 40, 5, seed=4, chunk_size=16)
+    d = write_samples(model, tmp_path / "dir", 40, 5, seed=4, chunk_size=16)
+    assert Path(d) == tmp_path / "dir" / "part-0.parquet"
+    a, b = nsf.Scenarios.from_parquet(f), nsf.Scenarios.from_parquet(tmp_path / "dir")
+    assert torch.equal(a.prices, b.prices)
+    assert torch.equal(a.prices, model.sample(40, 5, seed=4, chunk_size=16).prices)
