@@ -218,17 +218,38 @@ def gather_batch(x: Tensor, n: int) -> Tensor:
 
 
 def all_reduce_grads(params: Sequence[Tensor]) -> None:
-    """Sum ``p.grad`` over ranks, in place, in one flat all-reduce (missing grads count as 0)."""
+    """Sum ``p.grad`` over ranks, in place, in one flat all-reduce.
+
+    Parameters without a gradient are left without one; every rank runs the same graph, so
+    the set of parameters with a gradient is the same on every rank.
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     off = 0
-    for p, g in zip(params, grads):
-        k = g.numel()
-        p.grad = flat[off : off + k].view_as(g).clone()
+    for p in with_grad:
+        k = p.grad.numel()
+        p.grad = flat[off : off + k].view_as(p.grad).clone()
         off += k
+
+
+def broadcast_state(*modules: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into every rank's ``modules`` (in place).
+
+    Called once before data-parallel training, as ``DistributedDataParallel`` does at
+    construction, so that every rank starts from the same state even when a module (e.g. a
+    loss's discriminator) was initialised from the global RNG.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for m in modules:
+            for t in list(m.parameters()) + list(m.buffers()):
+                dist.broadcast(t.data, src=0)
 
 
 # --------------------------------------------------------------------------- sharded sampling

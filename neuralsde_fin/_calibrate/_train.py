@@ -181,6 +181,7 @@ def train(
             ) from None
 
     main = _dist.is_main_process()
+    _dist.broadcast_state(model, loss)  # start from rank 0's state, as DDP does
 
     def save() -> None:
         if ckpt is None:
