@@ -6,9 +6,29 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._distributed import combine_shards, sample_shard, shard_range
 from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._evaluate import (
+    BASELINES,
+    EvaluationReport,
+    GBMBaseline,
+    GJRGarchBaseline,
+    evaluate,
+    make_report,
+    plot_acf,
+    plot_fan_chart,
+    plot_qq,
+    plot_return_histogram,
+    plot_smile,
+    plot_training_curve,
+    pooled_acf,
+    report_figures,
+    sig_mmd_test,
+    stylized_facts,
+    write_report,
+)
 from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
 from neuralsde_fin._pricing import (
     AsianCall,
@@ -51,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsianCall",
     "AsianPut",
+    "BASELINES",
     "BarrierCall",
     "BarrierPut",
     "BasketCall",
@@ -61,7 +82,10 @@ __all__ = [
     "DigitalPut",
     "EuropeanCall",
     "EuropeanPut",
+    "EvaluationReport",
     "GBM",
+    "GBMBaseline",
+    "GJRGarchBaseline",
     "GreeksResult",
     "Heston",
     "LOSSES",
@@ -73,6 +97,7 @@ __all__ = [
     "RiskResult",
     "SOLVERS",
     "Scenarios",
+    "VirtualBrownianTree",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",
@@ -86,14 +111,27 @@ __all__ = [
     "data",
     "digital_payoff",
     "european_payoff",
+    "evaluate",
     "greeks",
     "implied_vol",
     "load_model",
     "load_prices",
     "lookback_payoff",
+    "make_report",
+    "plot_acf",
+    "plot_fan_chart",
+    "plot_qq",
+    "plot_return_histogram",
+    "plot_smile",
+    "plot_training_curve",
+    "pooled_acf",
     "price",
+    "report_figures",
     "sample_shard",
     "sdeint",
     "shard_range",
+    "sig_mmd_test",
+    "stylized_facts",
     "var_es",
+    "write_report",
 ]

@@ -318,6 +318,8 @@ def sample_shard(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk!r}")
     if isinstance(n_paths, bool) or not isinstance(n_paths, int) or n_paths < 1:
         raise ValueError(f"n_paths must be a positive integer, got {n_paths!r}")
+    if sample_options.get("antithetic") and chunk % 2:
+        raise ValueError(f"antithetic shards need an even chunk_size, got {chunk}")
     n_chunks = -(-n_paths // chunk)
     if n_chunks < world_size:
         raise ValueError(
@@ -379,6 +381,20 @@ def write_samples(
     sample_shard(model, n_paths, horizon, out_dir=out, rank=rank, world_size=world,
                  **sample_options)
     return os.path.join(out, PART_PATTERN.format(rank=rank))
+
+
+def is_shard_dir(directory: str | os.PathLike) -> bool:
+    """True if ``directory`` holds ``part-<rank>.parquet`` files written by :func:`sample_shard`."""
+    import pyarrow.parquet as pq
+
+    from neuralsde_fin._scenarios import _META_KEY
+
+    try:
+        first = shard_files(directory)[0]
+    except ValueError:
+        return False
+    raw = (pq.read_schema(first).metadata or {}).get(_META_KEY)
+    return raw is not None and "shard" in json.loads(raw)
 
 
 def shard_files(directory: str | os.PathLike) -> list[str]:

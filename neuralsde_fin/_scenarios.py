@@ -76,6 +76,8 @@ class Scenarios:
             raise ValueError(
                 f"prices must have shape (n_paths, n_times, n_assets), got {tuple(prices.shape)}"
             )
+        if not bool(torch.isfinite(prices.detach()).all()):
+            raise ValueError("prices must be finite (found NaN or inf)")
         times = _as_float_tensor(times, "times", dtype=prices.dtype).to(prices.device)
         if times.ndim != 1 or times.shape[0] != prices.shape[1]:
             raise ValueError(
@@ -266,19 +268,34 @@ class Scenarios:
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> Scenarios:
-        """Read scenarios written by :meth:`to_parquet`, or, given a directory, the union of
-        the per-rank ``part-<rank>.parquet`` shards of ``nsf.sample_shard`` (in global path
-        order, see ``nsf.combine_shards``)."""
+        """Read scenarios written by :meth:`to_parquet`.
+
+        ``path`` may also be a directory of parts: the ``part-<rank>.parquet`` shards of
+        ``nsf.sample_shard`` are checked and combined by ``nsf.combine_shards`` (global path
+        order, bit for bit the single-process sample); other ``.parquet`` parts with global
+        path ids are read as their union, ordered by path.
+        """
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ValueError(f"path {path!r} does not exist")
         if os.path.isdir(path):
-            from neuralsde_fin._distributed import combine_shards
+            from neuralsde_fin._distributed import combine_shards, is_shard_dir
 
-            return combine_shards(path)
-        table = pq.read_table(path)
+            if is_shard_dir(path):
+                return combine_shards(path)
+            parts = sorted(
+                os.path.join(path, f) for f in os.listdir(path)
+                if f.endswith(".parquet") and not f.startswith(".")
+            )
+            if not parts:
+                raise ValueError(f"directory {path!r} holds no .parquet file")
+            tables = [pq.read_table(f) for f in parts]
+            table = pa.concat_tables(tables).replace_schema_metadata(tables[0].schema.metadata)
+        else:
+            table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(_META_KEY)
         if raw is None:
             raise ValueError(f"{path!r} has no neuralsde_fin metadata: not written by to_parquet")
