@@ -36,10 +36,11 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, model_path: str, n_paths: int, horizon: int,
-            out: str) -> None:
+            out: str, threads: int) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      OMP_NUM_THREADS=str(threads))
+    torch.set_num_threads(threads)
     import neuralsde_fin as nsf
     from neuralsde_fin import _distributed
 
@@ -53,11 +54,11 @@ def _worker(rank: int, world: int, port: int, model_path: str, n_paths: int, hor
         Path(out).write_text(str(time.perf_counter() - t0))
 
 
-def _timed(world: int, model_path: str, n_paths: int, horizon: int) -> float:
+def _timed(world: int, model_path: str, n_paths: int, horizon: int, threads: int = 1) -> float:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "t")
-        mp.start_processes(_worker, args=(world, _free_port(), model_path, n_paths, horizon, out),
-                           nprocs=world, join=True, start_method="spawn")
+        args = (world, _free_port(), model_path, n_paths, horizon, out, threads)
+        mp.start_processes(_worker, args=args, nprocs=world, join=True, start_method="spawn")
         return float(Path(out).read_text())
 
 
@@ -100,6 +101,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--horizon", type=int, default=252)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--threads-peer", action="store_true",
+                    help="also time 1 rank with 2 threads (intra-op parallelism)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import neuralsde_fin as nsf
@@ -109,22 +112,28 @@ def main(argv: list[str]) -> int:
     memory_table(model)
     if args.skip_speed:
         return 0
-    times: dict[int, list[float]] = {1: [], 2: []}
+    times: dict[int, list[float]] = {1: [], 2: [], 3: []}  # 3: 1 rank x 2 threads
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "model.pt")
         model.save(path)
         order = []
         for k in range(args.repeats):
-            order += [1, 2] if k % 2 == 0 else [2, 1]
-        for world in order:
-            t = _timed(world, path, args.n_paths, args.horizon)
-            times[world].append(t)
-            print(f"  {world} rank(s): {t:.2f} s, load average {os.getloadavg()[0]:.2f}",
-                  flush=True)
+            one = [1, 2, 3] if args.threads_peer else [1, 2]
+            order += one if k % 2 == 0 else one[::-1]
+        for case in order:
+            world, threads = (1, 2) if case == 3 else (case, 1)
+            t = _timed(world, path, args.n_paths, args.horizon, threads)
+            times[case].append(t)
+            print(f"  {world} rank(s) x {threads} thread(s): {t:.2f} s, load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
     ours, peer = statistics.median(times[2]), statistics.median(times[1])
     print("case, ours_s, peer_s, ratio")
     print(f"sample_{args.n_paths}x{args.horizon}_2ranks_vs_1rank, {ours:.3f}, {peer:.3f}, "
           f"{ours / peer:.3f}  (speedup {peer / ours:.2f}x)")
+    if times[3]:
+        peer2 = statistics.median(times[3])
+        print(f"sample_{args.n_paths}x{args.horizon}_2ranks_vs_1rank_2threads, {ours:.3f}, "
+              f"{peer2:.3f}, {ours / peer2:.3f}  (speedup {peer2 / ours:.2f}x)")
     return 0
 
 

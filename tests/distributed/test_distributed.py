@@ -70,6 +70,15 @@ def test_combine_shards_rejects_incomplete_or_mixed(tmp_path: Path) -> None:
                          chunk_size=8)
     full = model.sample(30, 4, seed=1, chunk_size=8).prices
     assert torch.equal(nsf.combine_shards(tmp_path / "a").prices, full)
+    for r in range(3):  # antithetic pairs stay whole: shards on even chunk boundaries
+        nsf.sample_shard(model, 30, 4, out_dir=tmp_path / "anti", rank=r, world_size=3, seed=1,
+                         chunk_size=8, antithetic=True, measure="risk_neutral")
+    anti = nsf.combine_shards(tmp_path / "anti")
+    assert anti.antithetic
+    single = model.sample(30, 4, seed=1, chunk_size=8, antithetic=True, measure="risk_neutral")
+    assert torch.equal(anti.prices, single.prices)
+    with pytest.raises(ValueError, match="even chunk_size"):
+        nsf.sample_shard(model, 30, 4, rank=0, world_size=3, chunk_size=7, antithetic=True)
     (tmp_path / "a" / "part-1.parquet").unlink()
     with pytest.raises(ValueError, match="ranks"):
         nsf.combine_shards(tmp_path / "a")
