@@ -8,6 +8,7 @@ from __future__ import annotations
 from neuralsde_fin import data
 from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
+from neuralsde_fin._distributed import combine_shards, sample_shard, shard_range
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._evaluate import (
     BASELINES,
@@ -121,6 +122,7 @@ __all__ = [
     "black_scholes_vega",
     "calibrate",
     "cdeint",
+    "combine_shards",
     "data",
     "digital_payoff",
     "european_payoff",
@@ -141,7 +143,9 @@ __all__ = [
     "pooled_acf",
     "price",
     "report_figures",
+    "sample_shard",
     "sdeint",
+    "shard_range",
     "sig_mmd_test",
     "stylized_facts",
     "var_es",

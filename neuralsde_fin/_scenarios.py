@@ -212,12 +212,25 @@ class Scenarios:
             "dtype": str(self.prices.dtype).removeprefix("torch."),
         }
 
-    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+    def to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        path_offset: int = 0,
+        extra_metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         """Write a long table (path, step, time, date, one column per asset) atomically.
 
         The measure, rates, seed, model identity, valuation date and antithetic flag are stored
         in the file's key-value metadata under ``"neuralsde_fin"``. The file is written to a
         temporary file in the same directory and renamed, so it is never left half-written.
+
+        Args:
+            path: the file to write.
+            path_offset: global id of the first path (a shard of a larger sample): the
+                ``path`` column holds ``path_offset .. path_offset + n_paths - 1``.
+            extra_metadata: stored in the metadata under ``"shard"`` (see
+                ``nsf.sample_shard``).
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -225,7 +238,9 @@ class Scenarios:
         p = self.prices.detach().cpu().numpy()
         n_paths, n_times, _ = p.shape
         cols: dict[str, Any] = {
-            "path": np.repeat(np.arange(n_paths, dtype=np.int64), n_times),
+            "path": np.repeat(
+                np.arange(path_offset, path_offset + n_paths, dtype=np.int64), n_times
+            ),
             "step": np.tile(np.arange(n_times, dtype=np.int32), n_paths),
             "time": np.tile(self.times.detach().cpu().numpy(), n_paths),
             "date": np.tile(self.dates.values.astype("datetime64[ns]"), n_paths),
@@ -234,7 +249,10 @@ class Scenarios:
             cols[name] = p[:, :, j].reshape(-1)
         table = pa.table(cols)
         meta = dict(table.schema.metadata or {})
-        meta[_META_KEY] = json.dumps(self.metadata()).encode()
+        info = self.metadata()
+        if extra_metadata is not None:
+            info["shard"] = dict(extra_metadata)
+        meta[_META_KEY] = json.dumps(info).encode()
         table = table.replace_schema_metadata(meta)
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
@@ -252,8 +270,10 @@ class Scenarios:
     def from_parquet(cls, path: str | os.PathLike[str]) -> Scenarios:
         """Read scenarios written by :meth:`to_parquet`.
 
-        ``path`` may also be a directory of parts (e.g. ``part-<rank>.parquet`` written by
-        several processes with global path ids): their union is read, ordered by path.
+        ``path`` may also be a directory of parts: the ``part-<rank>.parquet`` shards of
+        ``nsf.sample_shard`` are checked and combined by ``nsf.combine_shards`` (global path
+        order, bit for bit the single-process sample); other ``.parquet`` parts with global
+        path ids are read as their union, ordered by path.
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -262,6 +282,10 @@ class Scenarios:
         if not os.path.exists(path):
             raise ValueError(f"path {path!r} does not exist")
         if os.path.isdir(path):
+            from neuralsde_fin._distributed import combine_shards, is_shard_dir
+
+            if is_shard_dir(path):
+                return combine_shards(path)
             parts = sorted(
                 os.path.join(path, f) for f in os.listdir(path)
                 if f.endswith(".parquet") and not f.startswith(".")

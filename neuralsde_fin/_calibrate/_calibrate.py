@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._calibrate._losses import LOSSES, get_loss
 from neuralsde_fin._calibrate._train import OPTIMIZERS, train
 from neuralsde_fin._models._market import TRADING_DAYS, MarketModel
@@ -89,13 +90,19 @@ def calibrate(
         loss_options: options of the loss (override the method's defaults).
         model_options: options of ``MarketModel`` (latent, noise, width, depth, time_input ...).
         dtype: training dtype.
-        callback: ``callback(step, loss)`` after every step.
+        callback: ``callback(step, loss)`` after every step (on every rank under torchrun).
         num_threads: torch intra-op threads during training, restored afterwards (None: leave
             as is). The networks are small, so one thread is fastest; on a shared machine
             extra threads were measured 10x slower or worse.
 
     Returns:
         The calibrated ``MarketModel`` (with ``.sample`` and ``.save``).
+
+    Under ``torchrun --nproc_per_node=N`` (environment ``WORLD_SIZE`` = N > 1) the call joins
+    the process group (gloo on CPU) and trains data-parallel: each rank simulates its share
+    of ``batch`` on disjoint Brownian paths, gradients are summed over ranks, the result equals
+    the single-process run up to float rounding, and only rank 0 writes checkpoints,
+    ``model.pt`` and the progress bar. Every rank returns the same model.
 
     Shape:
         prices: (n_dates, n_assets) or (n_dates,).
@@ -171,30 +178,35 @@ def calibrate(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        model = train(
-            model,
-            loss,
-            real,
-            steps=steps,
-            batch=batch,
-            lr=float(lr),
-            seed=seed,
-            optimizer=optimizer,
-            swa=swa,
-            swa_start=swa_start,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            progress=progress,
-            max_bad_steps=max_bad_steps,
-            adjoint=adjoint,
-            grad_clip=grad_clip,
-            callback=callback,
-            run_config=run_config,
-        )
+        # Under torchrun (WORLD_SIZE > 1) join the process group for the run: data-parallel
+        # training (see ``_train``), rank 0 writes; ranks meet at a barrier before returning.
+        with _dist.process_group(real.device) as (rank, world):
+            if batch < world:
+                raise ValueError(f"batch must be >= the number of ranks ({world}), got {batch}")
+            model = train(
+                model,
+                loss,
+                real,
+                steps=steps,
+                batch=batch,
+                lr=float(lr),
+                seed=seed,
+                optimizer=optimizer,
+                swa=swa,
+                swa_start=swa_start,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                progress=progress,
+                max_bad_steps=max_bad_steps,
+                adjoint=adjoint,
+                grad_clip=grad_clip,
+                callback=callback,
+                run_config=run_config,
+            )
+            model.info.update(method=method, loss_options=lopts, window=window)
+            if checkpoint_dir is not None and rank == 0:
+                model.save(os.path.join(os.fspath(checkpoint_dir), "model.pt"))
     finally:
         torch.set_num_threads(old_threads)
-    model.info.update(method=method, loss_options=lopts, window=window)
-    if checkpoint_dir is not None:
-        model.save(os.path.join(os.fspath(checkpoint_dir), "model.pt"))
     return model

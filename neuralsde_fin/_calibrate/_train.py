@@ -13,6 +13,14 @@ One step:
 Because nothing depends on hidden RNG state, resuming from a checkpoint reaches the same final
 weights as an uninterrupted run with the same seed.
 
+Data parallel (under torchrun, see ``neuralsde_fin._distributed``): rank r of W simulates the
+global paths ``shard_range(batch, r, W)`` of step 2 (disjoint Brownian paths), the shards are
+gathered so that every rank evaluates the same global-batch loss on the same real batch, and
+after backward the parameter gradients are summed over ranks; the update equals the
+single-process one with the same ``batch`` up to float summation order, so every rank keeps
+identical weights. Only rank 0 writes checkpoints and shows progress; on resume every rank
+loads the same checkpoint.
+
 NaN/inf guard: a step whose loss or gradient is not finite is skipped and the learning rate is
 halved; after ``max_bad_steps`` consecutive bad steps training stops with a FloatingPointError.
 Non-finite weights are never saved.
@@ -30,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._errors import CheckpointError
 from neuralsde_fin._models._io import atomic_save, safe_load
 from neuralsde_fin._models._market import MarketModel, model_from_checkpoint
@@ -52,6 +61,41 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 
 def _finite(t: Tensor) -> bool:
     return bool(torch.isfinite(t).all())
+
+
+def _loss_and_grads(
+    model: MarketModel,
+    loss: Any,
+    real_b: Tensor,
+    params: list[Tensor],
+    *,
+    batch: int,
+    seed: int,
+    step: int,
+    adjoint: bool,
+) -> tuple[Tensor, bool]:
+    """Steps 2-4 of one training step up to the gradients: (loss value, all finite).
+
+    On W > 1 ranks this rank simulates its share of the global batch (global path ids
+    ``shard_range(batch, rank, W)``), the shards are gathered, every rank evaluates the same
+    loss, and the gradients are summed over ranks afterwards: ``p.grad`` is then the gradient
+    of the global-batch loss on every rank.
+    """
+    rank, world = _dist.rank_and_world()
+    lo, hi = _dist.shard_range(batch, rank, world)
+    fake = model.simulate_normalised(hi - lo, seed=seed, step=step, adjoint=adjoint, path_offset=lo)
+    fake = _dist.gather_batch(fake, batch)
+    if loss.adversarial:
+        loss.before_generator_step(fake.detach(), real_b)
+    value = loss(fake, real_b)
+    for p in params:
+        p.grad = None
+    ok = _finite(value.detach())  # the same on every rank: same loss of the same inputs
+    if ok:
+        value.backward()
+        _dist.all_reduce_grads(params)
+        ok = all(p.grad is None or _finite(p.grad) for p in params)
+    return value, ok
 
 
 def train(
@@ -136,12 +180,17 @@ def train(
                 f"checkpoint {str(ckpt)!r} is incomplete: {str(err).splitlines()[0]}"
             ) from None
 
+    main = _dist.is_main_process()
+    _dist.broadcast_state(model, loss)  # start from rank 0's state, as DDP does
+
     def save() -> None:
         if ckpt is None:
             return
         for name, p in model.state_dict().items():
             if not _finite(p):
                 raise FloatingPointError(f"refusing to checkpoint non-finite weights ({name})")
+        if not main:  # the weights are identical on every rank: rank 0 writes
+            return
         atomic_save(
             {
                 "format": TRAIN_FORMAT,
@@ -166,21 +215,17 @@ def train(
     from tqdm.auto import tqdm
 
     device = real.device
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"calibrate[{loss.name}]")
+    bar = tqdm(
+        total=steps, initial=start, disable=not (progress and main), desc=f"calibrate[{loss.name}]"
+    )
     step_done = start
     try:
         for step in range(start, steps):
             idx = _batch_indices(real.shape[0], batch, seed, step, device)
             real_b = real[idx]
-            fake = model.simulate_normalised(batch, seed=seed, step=step, adjoint=adjoint)
-            if loss.adversarial:
-                loss.before_generator_step(fake.detach(), real_b)
-            value = loss(fake, real_b)
-            opt.zero_grad(set_to_none=True)
-            ok = _finite(value.detach())
-            if ok:
-                value.backward()
-                ok = all(p.grad is None or _finite(p.grad) for p in params)
+            value, ok = _loss_and_grads(
+                model, loss, real_b, params, batch=batch, seed=seed, step=step, adjoint=adjoint
+            )
             if ok:
                 if grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)

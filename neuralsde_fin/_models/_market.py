@@ -206,10 +206,13 @@ class MarketModel(nn.Module):
         n_steps: int | None = None,
         adjoint: bool = False,
         dtype: torch.dtype | None = None,
+        path_offset: int = 0,
     ) -> Tensor:
         """Generator output for training: normalised log-price paths over one window.
 
-        Noise is a pure function of (seed, step, path, time, channel).
+        Noise is a pure function of (seed, step, path, time, channel). The paths are those with
+        global ids ``path_offset .. path_offset + batch - 1`` (a data-parallel rank simulates
+        its own contiguous share of the batch on disjoint Brownian paths).
 
         Shape:
             returns (batch, n_steps + 1, n_assets), n_steps = window by default.
@@ -218,7 +221,7 @@ class MarketModel(nn.Module):
         p = next(self.parameters())
         dtype = p.dtype if dtype is None else dtype
         dev = p.device
-        paths = torch.arange(batch, device=dev)
+        paths = torch.arange(path_offset, path_offset + batch, device=dev)
         z = counter_normal(
             seed, _KEY_TRAIN_H0, step, paths[:, None],
             torch.arange(self.init_noise, device=dev)[None, :], dtype=dtype, device=dev,
@@ -303,6 +306,7 @@ class MarketModel(nn.Module):
         antithetic: bool = False,
         valuation_date: Any = None,
         dtype: torch.dtype = torch.float32,
+        path_offset: int = 0,
     ) -> Any:
         """Sample price scenarios under the historical or the risk-neutral measure.
 
@@ -324,6 +328,9 @@ class MarketModel(nn.Module):
             antithetic: paths 2j and 2j + 1 use opposite Gaussian inputs (n_paths even).
             valuation_date: date of time 0 (passed to Scenarios).
             dtype: float32 or float64.
+            path_offset: global id of the first path: the paths drawn are
+                ``path_offset .. path_offset + n_paths - 1`` of the seed's stream (one shard of
+                a larger sample, see ``nsf.sample_shard``).
 
         Returns:
             ``nsf.Scenarios`` with times (horizon + 1,) and prices (n_paths, horizon + 1,
@@ -335,6 +342,8 @@ class MarketModel(nn.Module):
         for name, v in (("n_paths", n_paths), ("horizon", horizon), ("chunk_size", chunk_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(path_offset, bool) or not isinstance(path_offset, int) or path_offset < 0:
+            raise ValueError(f"path_offset must be a non-negative integer, got {path_offset!r}")
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
@@ -360,7 +369,7 @@ class MarketModel(nn.Module):
             model = self if orig == dtype else _cast_copy(self, dtype)
             for lo in range(0, n_paths, chunk_size):
                 hi = min(n_paths, lo + chunk_size)
-                idx = torch.arange(lo, hi, device=dev)
+                idx = torch.arange(path_offset + lo, path_offset + hi, device=dev)
                 logs = model._sample_chunk(idx, horizon, float(dt), measure, float(r), qv, seed,
                                            dtype, antithetic)
                 prices[lo:hi] = (s0.to(dev) * torch.exp(logs)).cpu()
