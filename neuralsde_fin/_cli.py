@@ -633,8 +633,10 @@ def _price(args: argparse.Namespace) -> int:
 
 def _configure_eval_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model checkpoint written by `calibrate`")
-    p.add_argument("--data", action="append", required=True,
+    p.add_argument("--data", action="append",
                    help="price CSV (repeat for several assets, in the model's order)")
+    p.add_argument("--recipe", help="take the price history from this recipe's [data] instead "
+                   "(e.g. the synthetic GBM / Heston histories)")
     p.add_argument("--column", action="append", help="price column(s) to load (repeatable)")
     p.add_argument("--start", help="first date used (YYYY-MM-DD)")
     p.add_argument("--end", help="last date used (YYYY-MM-DD)")
@@ -647,7 +649,12 @@ def _configure_eval_common(p: argparse.ArgumentParser) -> None:
 
 def _evaluation_inputs(args: argparse.Namespace):
     model = load_model_file(args.model)
-    prices = load_history(args.data, args.column, args.start, args.end)
+    if args.data:
+        prices = load_history(args.data, args.column, args.start, args.end)
+    elif args.recipe:
+        prices = recipe_prices(load_recipe(args.recipe)).loc[args.start:args.end]
+    else:
+        raise UsageError("give the price history: --data FILE.csv or --recipe FILE.toml")
     if prices.shape[1] != model.n_assets:
         raise UsageError(f"the data has {prices.shape[1]} asset(s), the model "
                          f"{model.n_assets}")
