@@ -382,7 +382,8 @@ def model_smile(model, *, maturities_days: Sequence[int] = (21, 63, 126),
     """Implied vols of the model's risk-neutral prices on a moneyness x maturity grid.
 
     Out-of-the-money options are priced (puts below the spot, calls at and above it), as on a
-    market smile. Spot 1, so strikes are moneyness.
+    market smile. Spot 1, so strikes are moneyness. Options whose price is within 2 standard
+    errors of 0 get NaN (no reliable implied vol).
 
     Returns:
         ``{"strikes", "maturities", "implied_vols", "spot", "rows"}`` for ``nsf.plot_smile``.
@@ -394,10 +395,13 @@ def model_smile(model, *, maturities_days: Sequence[int] = (21, 63, 126),
     scen = model.sample(n_paths, int(max(maturities_days)), measure="risk_neutral", r=r, q=q,
                         spot=1.0, seed=seed)
     rows = price_options(scen, specs)
+    # A price within 2 standard errors of 0 (no path ends in the money) has no usable implied
+    # vol: left out of the smile (NaN) rather than drawn at the 0 of the lower bound.
+    ivs = [r_["implied_vol"] if r_["price"] > 2 * r_["stderr"] else float("nan") for r_ in rows]
     return {
         "strikes": [r_["strike"] for r_ in rows],
         "maturities": [r_["maturity"] for r_ in rows],
-        "implied_vols": [r_["implied_vol"] for r_ in rows],
+        "implied_vols": ivs,
         "spot": 1.0,
         "rows": rows,
     }

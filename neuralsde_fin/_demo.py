@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out", help="output directory (default out/)")
     parser.add_argument("--recipe", default=str(ROOT / "calibration" / "demo.toml"))
     parser.add_argument("--steps", type=int, help="override the recipe's steps")
-    parser.add_argument("--paths", type=int, default=20000, help="risk-neutral pricing paths")
+    parser.add_argument("--paths", type=int, default=10000, help="risk-neutral pricing paths")
     parser.add_argument("--eval-paths", type=int, default=1000, help="paths for the evaluation")
     parser.add_argument("--n-perm", type=int, default=200, help="MMD permutations")
     args = parser.parse_args(argv)

@@ -182,6 +182,7 @@ def test_evaluate_bad_inputs(tiny_model, tiny_data, tmp_path, capsys, one_line_e
     one_line_error(capsys, code)
     code = main(["evaluate", str(tiny_data), "--data", str(tiny_data)])
     one_line_error(capsys, code, "not a model checkpoint")
+    one_line_error(capsys, main(["evaluate", str(tiny_model)]), "--data FILE.csv or --recipe")
 
 
 # ---------------------------------------------------------------------------------- report
