@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._evaluate import (
@@ -67,12 +68,9 @@ from neuralsde_fin.data import load_prices
 __version__ = "0.1.0"
 
 __all__ = [
-    "BASELINES",
-    "GBM",
-    "LOSSES",
-    "SOLVERS",
     "AsianCall",
     "AsianPut",
+    "BASELINES",
     "BarrierCall",
     "BarrierPut",
     "BasketCall",
@@ -84,17 +82,21 @@ __all__ = [
     "EuropeanCall",
     "EuropeanPut",
     "EvaluationReport",
+    "GBM",
     "GBMBaseline",
     "GJRGarchBaseline",
     "GreeksResult",
     "Heston",
+    "LOSSES",
     "LookbackCall",
     "LookbackPut",
     "MarketModel",
     "Option",
     "PriceResult",
     "RiskResult",
+    "SOLVERS",
     "Scenarios",
+    "VirtualBrownianTree",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",

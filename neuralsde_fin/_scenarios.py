@@ -76,6 +76,8 @@ class Scenarios:
             raise ValueError(
                 f"prices must have shape (n_paths, n_times, n_assets), got {tuple(prices.shape)}"
             )
+        if not bool(torch.isfinite(prices.detach()).all()):
+            raise ValueError("prices must be finite (found NaN or inf)")
         times = _as_float_tensor(times, "times", dtype=prices.dtype).to(prices.device)
         if times.ndim != 1 or times.shape[0] != prices.shape[1]:
             raise ValueError(
@@ -248,13 +250,28 @@ class Scenarios:
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> Scenarios:
-        """Read scenarios written by :meth:`to_parquet` (or the union of per-rank parts)."""
+        """Read scenarios written by :meth:`to_parquet`.
+
+        ``path`` may also be a directory of parts (e.g. ``part-<rank>.parquet`` written by
+        several processes with global path ids): their union is read, ordered by path.
+        """
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ValueError(f"path {path!r} does not exist")
-        table = pq.read_table(path)
+        if os.path.isdir(path):
+            parts = sorted(
+                os.path.join(path, f) for f in os.listdir(path)
+                if f.endswith(".parquet") and not f.startswith(".")
+            )
+            if not parts:
+                raise ValueError(f"directory {path!r} holds no .parquet file")
+            tables = [pq.read_table(f) for f in parts]
+            table = pa.concat_tables(tables).replace_schema_metadata(tables[0].schema.metadata)
+        else:
+            table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(_META_KEY)
         if raw is None:
             raise ValueError(f"{path!r} has no neuralsde_fin metadata: not written by to_parquet")

@@ -132,14 +132,15 @@ def calibrate(
         raise ValueError("prices must vary: a daily return standard deviation is zero")
 
     mopts = dict(model_options or {})
+    lopts = {**defaults.get("loss", {}), **(loss_options or {})}
     with torch.random.fork_rng(devices=[]):
+        # the model's and the loss's own initial weights (e.g. a discriminator) follow the seed
         torch.manual_seed(seed)
         model = MarketModel(
             paths.shape[-1], window=window, dt_data=1.0 / TRADING_DAYS, return_scale=scale, **mopts
         ).to(dtype)
+        loss = get_loss(method, **lopts).to(dtype)
     real = model.normalise(paths).to(dtype)
-    lopts = {**defaults.get("loss", {}), **(loss_options or {})}
-    loss = get_loss(method, **lopts)
     run_config = dict(
         method=method,
         window=window,

@@ -65,7 +65,11 @@ class Loss(nn.Module):
     adversarial: bool = False
 
     def before_generator_step(self, fake_paths: torch.Tensor, real_paths: torch.Tensor) -> None:
-        """Hook called by the training loop before each generator update (detached fakes)."""
+        """Hook called by the training loop before each generator update (detached fakes).
+
+        For exact resumes it must not draw from torch's global RNG; its own weights are built
+        under ``calibrate``'s seed, and its optimiser state goes through ``training_state``.
+        """
 
     def training_state(self) -> dict[str, Any]:
         """Extra state (e.g. an optimiser's) to checkpoint besides ``state_dict()``."""

@@ -247,11 +247,14 @@ class Heston:
 
     n_assets = 1
 
-    def __repr__(self) -> str:
+    def _describe(self, scheme: str) -> str:
         return (
             f"Heston(kappa={self.kappa}, theta={self.theta}, xi={self.xi}, rho={self.rho}, "
-            f"v0={self.v0}, mu={self.mu}, scheme={self.scheme!r})"
+            f"v0={self.v0}, mu={self.mu}, scheme={scheme!r})"
         )
+
+    def __repr__(self) -> str:
+        return self._describe(self.scheme)
 
     def sample(
         self,
@@ -270,14 +273,19 @@ class Heston:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
         return_variance: bool = False,
+        scheme: str | None = None,
     ) -> Scenarios | tuple[Scenarios, torch.Tensor]:
         """Sample ``n_paths`` paths of ``horizon`` steps of ``dt`` years.
 
         Arguments as for :meth:`GBM.sample`; ``vol_scale`` multiplies the price diffusion
-        ``sqrt(v)`` (not the variance dynamics). With ``return_variance=True`` also returns the
-        variance paths, shape ``(n_paths, horizon + 1)``.
+        ``sqrt(v)`` (not the variance dynamics). ``scheme`` overrides the model's scheme for
+        this call. With ``return_variance=True`` also returns the variance paths, shape
+        ``(n_paths, horizon + 1)``.
         """
         _check_common(n_paths, horizon, measure, dt, antithetic)
+        scheme = self.scheme if scheme is None else scheme
+        if scheme not in self.SCHEMES:
+            raise ValueError(f"scheme must be one of {self.SCHEMES}, got {scheme!r}")
         s0 = _spot_tensor(spot, n_paths, 1, dtype, device)[:, 0]
         lam = _path_scalar(vol_scale, n_paths, dtype, device, "vol_scale")[:, 0]
         m = (r - q) if measure == "risk_neutral" else self.mu
@@ -286,7 +294,7 @@ class Heston:
         log_s = torch.zeros(n_paths, dtype=dtype, device=device)  # log(S / S0)
         v = torch.full((n_paths,), self.v0, dtype=dtype, device=device)
         logs, vs = [log_s], [v]
-        if self.scheme == "qe":
+        if scheme == "qe":
             ekdt = math.exp(-kappa * dt)
             c1 = xi * xi * ekdt * (1 - ekdt) / kappa
             c2 = theta * xi * xi * (1 - ekdt) ** 2 / (2 * kappa)
@@ -305,7 +313,7 @@ class Heston:
                 dtype=dtype, device=device,
             )[:, 0]
             zv, zs = z[:, 0], z[:, 1]
-            if self.scheme == "full_truncation":
+            if scheme == "full_truncation":
                 vp = v.clamp(min=0.0)
                 sq = torch.sqrt(vp * dt)
                 log_s = log_s + (m - 0.5 * lam**2 * vp) * dt + lam * sq * (rho * zv + rho_bar * zs)
@@ -347,7 +355,7 @@ class Heston:
         prices = (s0.unsqueeze(1) * torch.exp(torch.stack(logs, dim=1))).unsqueeze(-1)
         times = torch.arange(horizon + 1, dtype=dtype, device=device) * dt
         scen = Scenarios(
-            times, prices, measure=measure, r=r, q=q, seed=seed, model=repr(self),
+            times, prices, measure=measure, r=r, q=q, seed=seed, model=self._describe(scheme),
             valuation_date=valuation_date, antithetic=antithetic,
         )
         if return_variance:

@@ -149,3 +149,73 @@ def test_adadelta_and_multi_asset():
     ratio = (lr[..., 1].std() / lr[..., 0].std()).item()
     print("vol ratio asset1 / asset0:", ratio, "data:", 0.35 / 0.2)
     assert abs(ratio / (0.35 / 0.2) - 1) < 0.1
+
+
+def test_small_gbm_risk_neutral_atm_implied_vol():
+    prices = gbm_history()
+    # window = 64 days covers the 3-month maturity (63 days): no extrapolation in model time
+    model = nsf.calibrate(prices, method="sigw1", window=64, steps=4, batch=16, seed=1,
+                          progress=False, model_options=SMALL)
+    n, T = 8000, 0.25
+    scen = model.sample(n, 63, measure="risk_neutral", r=0.01, q=0.0, spot=100.0, seed=2)
+    res = nsf.price(scen, nsf.EuropeanCall(100.0, T), r=0.01)
+    iv = float(nsf.implied_vol(res.price, 100.0, 100.0, T, 0.01, 0.0))
+    vega = float(nsf.black_scholes_vega(100.0, 100.0, T, 0.01, 0.0, iv))
+    print(f"3-month ATM call {res.price:.4f} +- {res.stderr:.4f}; implied vol {iv:.4f} "
+          f"(MC se of the vol {res.stderr / vega:.4f})")
+    assert abs(iv - SIGMA) < 0.01
+
+
+class _ToyAdversarial(Loss):
+    """A minimal adversarial loss: a linear critic on the terminal value, trained in the hook."""
+
+    adversarial = True
+
+    def __init__(self):
+        super().__init__()
+        self.critic = torch.nn.Linear(1, 1)
+        self.opt = torch.optim.SGD(self.critic.parameters(), lr=0.1)
+        self.hook_calls = 0
+
+    def before_generator_step(self, fake, real):
+        self.hook_calls += 1
+        self.opt.zero_grad()
+        gap = self.critic(fake[:, -1]).mean() - self.critic(real[:, -1]).mean()
+        (-gap).backward()
+        self.opt.step()
+
+    def forward(self, fake, real):
+        return self.critic(fake[:, -1]).mean() - self.critic(real[:, -1]).mean()
+
+    def training_state(self):
+        return {"opt": self.opt.state_dict(), "hook_calls": self.hook_calls}
+
+    def load_training_state(self, state):
+        self.opt.load_state_dict(state["opt"])
+        self.hook_calls = state["hook_calls"]
+
+
+def test_adversarial_hook_and_its_state_survive_resume(monkeypatch, tmp_path):
+    """The contract the SDE-GAN relies on: the hook runs each step; its state is checkpointed."""
+    monkeypatch.setitem(LOSSES, "toy_gan", _ToyAdversarial)
+    _ToyAdversarial.name = "toy_gan"
+    prices = gbm_history(years=2)
+    kw = dict(method="toy_gan", window=8, steps=4, batch=4, progress=False, model_options=SMALL,
+              checkpoint_every=1, swa=False)
+    full = _weights(nsf.calibrate(prices, checkpoint_dir=tmp_path / "a", **kw))
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert ck["loss_training_state"]["hook_calls"] == 4
+    critic_full = ck["loss"]["critic.weight"].clone()
+
+    def kill(step, value):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nsf.calibrate(prices, checkpoint_dir=tmp_path / "b", callback=kill, **kw)
+    resumed = _weights(nsf.calibrate(prices, checkpoint_dir=tmp_path / "b", resume=True, **kw))
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ck["loss_training_state"]["hook_calls"] == 4
+    assert torch.equal(ck["loss"]["critic.weight"], critic_full)
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k

@@ -8,6 +8,15 @@ import pytest
 import torch
 
 from neuralsde_fin._calibrate._losses import LOSSES, Loss, get_loss, register
+from neuralsde_fin._signature import available_backends
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def _bm_paths(n, length, *, seed, drift=0.0, vol=1.0, dtype=torch.float64):
@@ -149,3 +158,20 @@ def test_sigkernel_float32_and_options():
         get_loss("sigkernel", static_kernel="poly")
     with pytest.raises(ValueError, match="at least 2 paths"):
         get_loss("sigkernel")(x[:1], y)
+
+
+@pytest.mark.skipif(
+    len(available_backends()) < 2,
+    reason="needs both signature backends; installed: " + ", ".join(available_backends()),
+)
+def test_sigw1_backends_agree():
+    x = _bm_paths(8, 10, seed=20).requires_grad_()
+    y = _bm_paths(8, 10, seed=21)
+    vals, grads = [], []
+    for backend in ("signatory", "pysiglib"):
+        v = get_loss("sigw1", depth=3, lead_lag=True, backend=backend)(x, y)
+        (g,) = torch.autograd.grad(v, x)
+        vals.append(v.item())
+        grads.append(g)
+    assert vals[0] == pytest.approx(vals[1], abs=1e-10)
+    assert (grads[0] - grads[1]).abs().max().item() < 1e-10

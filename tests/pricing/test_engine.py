@@ -79,6 +79,14 @@ def test_control_variate_cuts_atm_se(gbm_scen):
     print(f"ATM 6m call: SE {plain.stderr:.5f}, with CV {res.stderr:.5f}, factor {factor:.2f}")
     assert res.stderr_plain == pytest.approx(plain.stderr)
     assert factor >= 2.0
+    # on plain (not antithetic) samples too
+    scen = nsf.GBM(SIGMA).sample(100_000, 6, r=R, q=Q, spot=S0, seed=2, dt=1 / 12)
+    res = nsf.price(scen, nsf.EuropeanCall(100.0, 0.5))
+    factor = res.stderr_plain / res.stderr
+    ref = nsf.black_scholes(S0, 100.0, 0.5, R, Q, SIGMA)
+    print(f"plain samples: SE {res.stderr_plain:.5f}, with CV {res.stderr:.5f}, factor "
+          f"{factor:.2f}; price {res.price:.4f} vs BS {ref:.4f}")
+    assert factor >= 2.0 and abs(res.price - ref) < 3 * res.stderr
 
 
 def test_antithetic_pairs_averaged_before_se():

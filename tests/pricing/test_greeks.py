@@ -85,3 +85,16 @@ def test_greeks_bad_arguments():
     assert math.isfinite(
         nsf.greeks(nsf.GBM(0.2), nsf.DigitalCall(1.0, 0.5), 1000, method="fd", dt=0.25).delta
     )
+
+
+def test_basket_delta_per_asset():
+    model = nsf.GBM([0.2, 0.3], corr=[[1.0, 0.4], [0.4, 1.0]])
+    opt = nsf.BasketCall(100.0, 0.25, weights=[1.0, 0.0])
+    pw = nsf.greeks(model, opt, 20_000, r=R, spot=[100.0, 50.0], dt=1 / 12, antithetic=True)
+    fd = nsf.greeks(model, opt, 20_000, r=R, spot=[100.0, 50.0], dt=1 / 12, antithetic=True,
+                    method="fd")
+    ref = nsf.black_scholes_delta(100.0, 100.0, 0.25, R, 0.0, 0.2)
+    print("basket deltas", pw.delta, pw.delta_stderr, fd.delta, "BS", ref)
+    assert pw.delta.shape == (2,) and float(pw.delta[1]) == 0.0
+    assert abs(float(pw.delta[0]) - ref) < 3 * float(pw.delta_stderr[0])
+    assert abs(float(pw.delta[0]) - float(fd.delta[0])) < 3 * float(pw.delta_stderr[0])

@@ -55,6 +55,25 @@ def test_parquet_round_trip_with_metadata(tmp_path):
     assert (back.dates == scen.dates).all()
 
 
+def test_parquet_directory_of_parts(tmp_path):
+    scen = _scen()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for rank, sl in enumerate((slice(0, 4), slice(4, 6))):
+        sub = nsf.Scenarios(scen.times, scen.prices[sl], r=scen.r, q=scen.q, seed=scen.seed,
+                            model=scen.model, valuation_date=scen.valuation_date)
+        sub.to_parquet(parts / f"part-{rank}.parquet")
+    # path ids are global in a real multi-rank write: emulate by rewriting rank 1's ids
+    import pyarrow as pa
+    import pyarrow.parquet as pq_mod
+
+    t = pq_mod.read_table(parts / "part-1.parquet")
+    t = t.set_column(0, "path", pa.array(t.column("path").to_numpy() + 4))
+    pq_mod.write_table(t, parts / "part-1.parquet")
+    back = nsf.Scenarios.from_parquet(parts)
+    assert torch.equal(back.prices, scen.prices)
+
+
 def test_parquet_write_is_atomic(tmp_path, monkeypatch):
     import pyarrow.parquet as pq_mod
 
@@ -83,6 +102,7 @@ def test_direct_construction_and_bad_arguments():
         (lambda: nsf.Scenarios(times + 0.1, prices), "times must start at 0"),
         (lambda: nsf.Scenarios(times * torch.tensor([1.0, 1, -1, 1, 1]), prices), "increasing"),
         (lambda: nsf.Scenarios(times, torch.ones(5)), "prices must have shape"),
+        (lambda: nsf.Scenarios(times, prices * float("nan")), "prices must be finite"),
         (lambda: nsf.Scenarios(times, prices, antithetic=True), "even n_paths"),
         (lambda: nsf.Scenarios(times, prices, q=[0.0, 0.1]), "q must be"),
         (lambda: nsf.Scenarios.from_parquet("/nonexistent/x.parquet"), "does not exist"),

@@ -34,6 +34,14 @@ def _backend_param(name: str):
 ALL = [_backend_param(b) for b in BACKENDS]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _chen_product(a: torch.Tensor, b: torch.Tensor, d: int, depth: int) -> torch.Tensor:
     """Truncated tensor product (1 + a) (x) (1 + b), levels 1..depth, flattened."""
     la = [torch.ones(a.shape[0], 1, dtype=a.dtype)] + split_levels(a, d, depth)
