@@ -678,12 +678,31 @@ def evaluation_kwargs(horizon: int, n_perm: int, seed: int) -> dict[str, Any]:
     return {"horizon": horizon, "lags": min(20, horizon - 1), "n_perm": n_perm, "seed": seed}
 
 
+def with_baselines(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` (``nsf.evaluate`` / ``nsf.make_report``) against GBM and GJR-GARCH-t.
+
+    GJR-GARCH-t paths start from its stationary law; when the fit has no stationary law
+    (persistence >= 1, e.g. on a Heston history), they start from the end of the history
+    instead, and a note on stderr says so.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        if "no stationary law" not in str(exc):
+            raise
+    print("note: the GJR-GARCH-t fit has persistence >= 1 (no stationary law); its paths start "
+          "from the end of the history (start='last')", file=sys.stderr)
+    gjr = nsf.GJRGarchBaseline(start="last")
+    return fn(*args, baselines=("gbm", gjr), **kwargs)
+
+
 @command("evaluate", _configure_eval_common)
 def _evaluate(args: argparse.Namespace) -> int:
     """Stylized facts of the model against the data, GBM and GJR-GARCH-t."""
     model, prices, horizon = _evaluation_inputs(args)
     scen = model.sample(args.paths, horizon, measure="historical", seed=args.seed)
-    rep = nsf.evaluate(scen, prices, **evaluation_kwargs(horizon, args.n_perm, args.seed))
+    rep = with_baselines(nsf.evaluate, scen, prices,
+                         **evaluation_kwargs(horizon, args.n_perm, args.seed))
     print(rep.to_markdown(), end="")
     return 0
 
@@ -735,8 +754,8 @@ def build_report(model, prices, out: str | os.PathLike, *, horizon: int, paths: 
             f"Evaluated on {len(prices)} dates with windows of {horizon} days; "
             f"{paths} generated paths."
         )
-        rep, path = nsf.make_report(
-            out, scen, prices, scenarios=fan, losses=losses,
+        rep, path = with_baselines(
+            nsf.make_report, out, scen, prices, scenarios=fan, losses=losses,
             smile={k: smile[k] for k in ("strikes", "maturities", "implied_vols", "spot")},
             fmt=fmt, text=intro, **evaluation_kwargs(horizon, n_perm, seed),
         )
