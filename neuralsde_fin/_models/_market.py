@@ -237,17 +237,24 @@ class MarketModel(nn.Module):
     @torch.no_grad()
     def _sample_chunk(
         self, idx: Tensor, horizon: int, dt: float, measure: str, r: float, q: Tensor,
-        seed: int, dtype: torch.dtype,
+        seed: int, dtype: torch.dtype, antithetic: bool = False,
     ) -> Tensor:
         """Log-prices (in data units) relative to spot for paths ``idx``: (chunk, horizon+1, A)."""
         dev = idx.device
         a = self.n_assets
         tscale = self.window * self.dt_data  # years per model time unit
         dtau = dt / tscale
+        if antithetic:  # paths 2j and 2j + 1 use opposite Gaussian inputs
+            sign = (1 - 2 * (idx % 2)).to(dtype)[:, None]
+            idx = idx // 2
+        else:
+            sign = None
         z = counter_normal(
             seed, _KEY_SAMPLE_H0, idx[:, None], torch.arange(self.init_noise, device=dev)[None],
             dtype=dtype, device=dev,
         )
+        if sign is not None:
+            z = z * sign
         y = self._y0(z)
         zst = y
         f, g = self.f_and_g(torch.zeros((), dtype=dtype, device=dev), zst)
@@ -260,6 +267,8 @@ class MarketModel(nn.Module):
         for n in range(horizon):
             eps = counter_normal(seed, _KEY_SAMPLE_DW, n, idx[:, None], chans, dtype=dtype,
                                  device=dev)
+            if sign is not None:
+                eps = eps * sign
             dw = math.sqrt(dtau) * eps
             if measure == "risk_neutral":
                 # left-point annualised vol rows of the price channels: g at the solver state z
@@ -284,13 +293,15 @@ class MarketModel(nn.Module):
         n_paths: int,
         horizon: int,
         *,
-        measure: str = "historical",
+        measure: str = "risk_neutral",
         r: float = 0.0,
         q: float | list[float] = 0.0,
         spot: Any = None,
         seed: int = 0,
         dt: float = 1.0 / TRADING_DAYS,
         chunk_size: int = 16384,
+        antithetic: bool = False,
+        valuation_date: Any = None,
         dtype: torch.dtype = torch.float32,
     ) -> Any:
         """Sample price scenarios under the historical or the risk-neutral measure.
@@ -310,6 +321,8 @@ class MarketModel(nn.Module):
             seed: noise seed; path i depends only on (seed, i).
             dt: step in years (default one trading day).
             chunk_size: paths simulated at once (bounds memory).
+            antithetic: paths 2j and 2j + 1 use opposite Gaussian inputs (n_paths even).
+            valuation_date: date of time 0 (passed to Scenarios).
             dtype: float32 or float64.
 
         Returns:
@@ -326,6 +339,8 @@ class MarketModel(nn.Module):
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of years, got {dt!r}")
+        if antithetic and n_paths % 2:
+            raise ValueError(f"antithetic sampling needs an even n_paths, got {n_paths}")
         a = self.n_assets
         dev = self.return_scale.device
         qv = torch.as_tensor(q, dtype=dtype).flatten().to(dev)
@@ -347,13 +362,14 @@ class MarketModel(nn.Module):
                 hi = min(n_paths, lo + chunk_size)
                 idx = torch.arange(lo, hi, device=dev)
                 logs = model._sample_chunk(idx, horizon, float(dt), measure, float(r), qv, seed,
-                                           dtype)
+                                           dtype, antithetic)
                 prices[lo:hi] = (s0.to(dev) * torch.exp(logs)).cpu()
         finally:
             self.train(was_training)
         times = torch.arange(horizon + 1, dtype=dtype) * dt
         qout = float(qv[0]) if qv.numel() == 1 else [float(v) for v in qv]
-        return _make_scenarios(times, prices, measure, float(r), qout, seed)
+        return _make_scenarios(times, prices, measure, float(r), qout, seed, antithetic,
+                               valuation_date)
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
@@ -387,10 +403,13 @@ def _cast_copy(model: MarketModel, dtype: torch.dtype) -> MarketModel:
     return new.to(dtype=dtype, device=model.return_scale.device)
 
 
-def _make_scenarios(times, prices, measure, r, q, seed):
+def _make_scenarios(times, prices, measure, r, q, seed, antithetic, valuation_date):
     from neuralsde_fin._scenarios import Scenarios
 
-    return Scenarios(times, prices, measure=measure, r=r, q=q, seed=seed, model="MarketModel")
+    return Scenarios(
+        times, prices, measure=measure, r=r, q=q, seed=seed, model="MarketModel",
+        antithetic=antithetic, valuation_date=valuation_date,
+    )
 
 
 def model_from_checkpoint(obj: dict[str, Any], where: str) -> MarketModel:

@@ -39,19 +39,24 @@ def _run_recipe(rec: dict, prices) -> nsf.MarketModel:
     return nsf.calibrate(prices, **calibrate_kwargs(rec, progress=False))
 
 
+RECIPES = ["sp500_sigw1.toml", "sp500_sigkernel.toml"]
+
+
 @pytest.mark.slow
-def test_gbm_calibration_daily_vol_and_atm_implied_vol():
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_gbm_calibration_daily_vol_and_atm_implied_vol(recipe):
     rng = np.random.default_rng(0)
     n = 20 * 252
     lr = -0.5 * SIGMA**2 / 252 + SIGMA / math.sqrt(252) * rng.standard_normal(n)
     prices = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(lr)]))
-    rec = _recipe("sp500_sigw1.toml")
+    rec = _recipe(recipe)
     model = _run_recipe(rec, prices)
     torch.set_num_threads(1)
     hist = model.sample(4000, 64, measure="historical", seed=1)
     _, _, vol = _stylized(hist.prices)
     target = SIGMA / math.sqrt(252)
-    print(f"sampled daily vol {vol:.5f}, target {target:.5f}, ratio {vol / target:.4f}")
+    print(f"{recipe} on GBM: sampled daily vol {vol:.5f}, target {target:.5f}, "
+          f"ratio {vol / target:.4f}")
     assert abs(vol / target - 1) < 0.05
     T = 0.25
     scen = model.sample(20000, 63, measure="risk_neutral", r=0.0, spot=100.0, seed=2)
@@ -62,10 +67,11 @@ def test_gbm_calibration_daily_vol_and_atm_implied_vol():
 
 
 @pytest.mark.slow
-def test_sp500_recipe_stylized_facts():
-    rec = _recipe("sp500_sigw1.toml")
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_sp500_recipe_stylized_facts(recipe):
     from neuralsde_fin._cli import recipe_prices
 
+    rec = _recipe(recipe)
     prices = recipe_prices(rec)
     t0 = time.perf_counter()
     model = _run_recipe(rec, prices)
@@ -74,7 +80,7 @@ def test_sp500_recipe_stylized_facts():
     scen = model.sample(2000, 252, measure="historical", seed=1)
     acf1, kurt, vol = _stylized(scen.prices)
     data_r = np.diff(np.log(prices.to_numpy()[:, 0]))
-    print(f"S&P 500 recipe: wall {wall:.0f} s; pooled ACF(|r|, 1) {acf1:.3f}; excess kurtosis "
-          f"{kurt:.2f}; daily vol {vol:.5f} (data {data_r.std():.5f})")
+    print(f"S&P 500 recipe {recipe}: wall {wall:.0f} s; pooled ACF(|r|, 1) {acf1:.3f}; "
+          f"excess kurtosis {kurt:.2f}; daily vol {vol:.5f} (data {data_r.std():.5f})")
     assert acf1 > 0.1
     assert kurt > 1.0

@@ -169,3 +169,24 @@ def test_training_paths_are_pure_functions_of_seed_and_step(model):
     assert torch.equal(a, b[:4])
     assert not torch.equal(a, c)
     assert torch.equal(a[:, 0], torch.zeros(4, 2))
+
+
+def test_antithetic_pairs(model):
+    plain = model.sample(6, 10, measure="risk_neutral", seed=4)
+    anti = model.sample(6, 10, measure="risk_neutral", seed=4, antithetic=True, chunk_size=3)
+    assert anti.antithetic and not plain.antithetic
+    # path 2j uses the plain inputs of path j (equal up to float32 rounding of other batch sizes)
+    assert torch.allclose(anti.prices[0], plain.prices[0], rtol=1e-5, atol=0)
+    assert torch.allclose(anti.prices[2], plain.prices[1], rtol=1e-5, atol=0)
+    assert not torch.allclose(anti.prices[1], plain.prices[1], rtol=1e-3, atol=0)
+    # a constant-volatility model: the log-returns of the pair mirror around the drift
+    gbm_like = nsf.MarketModel(1, latent=1, width=4, depth=1, return_scale=[0.01])
+    with torch.no_grad():
+        gbm_like.diffusion[-1].weight.zero_()
+        gbm_like.diffusion[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    s = gbm_like.sample(2, 20, measure="risk_neutral", seed=0, antithetic=True, dtype=torch.float64)
+    lr = torch.log(s.prices[:, 1:, 0] / s.prices[:, :-1, 0])
+    drift = -0.5 * (0.01 * math.sqrt(252)) ** 2 / 252
+    assert torch.allclose(lr[0] - drift, -(lr[1] - drift), atol=1e-12)
+    with pytest.raises(ValueError, match="even n_paths"):
+        model.sample(3, 2, antithetic=True)
