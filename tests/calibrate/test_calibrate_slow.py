@@ -12,11 +12,6 @@ import torch
 
 import neuralsde_fin as nsf
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parents[2]
 SIGMA = 0.2
 
@@ -33,16 +28,15 @@ def _stylized(prices: torch.Tensor) -> tuple[float, float, float]:
 
 
 def _recipe(name: str) -> dict:
-    with open(ROOT / "calibration" / name, "rb") as fh:
-        return tomllib.load(fh)
+    from neuralsde_fin._cli import load_recipe
+
+    return load_recipe(ROOT / "calibration" / name)
 
 
 def _run_recipe(rec: dict, prices) -> nsf.MarketModel:
-    return nsf.calibrate(
-        prices, method=rec["method"], window=rec["window"], steps=rec["steps"],
-        batch=rec["batch"], lr=rec["lr"], seed=rec["seed"], progress=False,
-        loss_options=rec.get("loss"), model_options=rec.get("model"),
-    )
+    from neuralsde_fin._cli import calibrate_kwargs
+
+    return nsf.calibrate(prices, **calibrate_kwargs(rec, progress=False))
 
 
 RECIPES = ["sp500_sigw1.toml", "sp500_sigkernel.toml"]
@@ -75,8 +69,10 @@ def test_gbm_calibration_daily_vol_and_atm_implied_vol(recipe):
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_sp500_recipe_stylized_facts(recipe):
+    from neuralsde_fin._cli import recipe_prices
+
     rec = _recipe(recipe)
-    prices = nsf.load_prices(ROOT / rec["data"])
+    prices = recipe_prices(rec)
     t0 = time.perf_counter()
     model = _run_recipe(rec, prices)
     wall = time.perf_counter() - t0

@@ -12,11 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_commands(capsys):
-    try:
-        main(["--help"])
-    except SystemExit as e:
-        assert e.code == 0
-    assert "inspect" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("inspect", "calibrate", "sample", "price", "evaluate", "report"):
+        assert name in out
+    assert main(["calibrate", "--help"]) == 0
+    import neuralsde_fin as nsf
+
+    helptext = capsys.readouterr().out
+    assert all(m in helptext for m in nsf.LOSSES)  # methods from the registry
 
 
 def test_inspect_bundled(capsys):
