@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: A line each notebook prints when it ran to its end.
 EXPECTED = {
+    "00_neural_ode": "max |grad(adjoint) - grad(backprop)|",
     "01_quickstart": "max put-call parity error",
     "02_sdegan": "sdegan",
     "03_pricing_and_risk": "10-day 99%: VaR",
@@ -25,7 +26,7 @@ EXPECTED = {
 
 def test_the_three_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"01_quickstart", "02_sdegan", "03_pricing_and_risk"} <= names
+    assert {"00_neural_ode", "01_quickstart", "02_sdegan", "03_pricing_and_risk"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
