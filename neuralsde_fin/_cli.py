@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import neuralsde_fin as nsf
+from neuralsde_fin._distributed import is_main_process, rank_and_world, write_samples
 
 TRADING_DAYS = 252
 #: Trading days per unit of a maturity such as ``3m``.
@@ -313,9 +314,10 @@ def run_calibration(prices, kwargs: dict[str, Any], out: str | os.PathLike,
         wall_time_s=round(wall, 2),
     )
     model.info = info
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    if is_main_process():  # under torchrun, rank 0 alone writes
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
     return model, wall
 
 
@@ -484,13 +486,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         source = f"recipe {recipe['file']}"
     else:
         raise UsageError("give a price file (DATA) or a --recipe that names its data")
-    print(f"calibrating {kw['method']} on {source}: {len(prices)} dates x "
-          f"{prices.shape[1]} asset(s), {kw.get('steps', 'default')} steps", file=sys.stderr)
+    if is_main_process():
+        print(f"calibrating {kw['method']} on {source}: {len(prices)} dates x "
+              f"{prices.shape[1]} asset(s), {kw.get('steps', 'default')} steps", file=sys.stderr)
     model, wall = run_calibration(prices, kw, args.out, source=source,
                                   recipe=str(recipe["file"]) if recipe else None)
     hist = model.info.get("history") or [float("nan")]
-    print(f"calibrated {kw['method']}: {model.info.get('steps')} steps in {wall:.1f} s, "
-          f"final loss {hist[-1]:.4g} -> {args.out}")
+    if is_main_process():
+        print(f"calibrated {kw['method']}: {model.info.get('steps')} steps in {wall:.1f} s, "
+              f"final loss {hist[-1]:.4g} -> {args.out}")
     return 0
 
 
@@ -508,7 +512,9 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spot", type=float, action="append", help="initial price(s) (default: the "
                    "last price of the calibration data)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+    p.add_argument("--out", required=True, help="FILE.parquet, FILE.csv, or a directory DIR that "
+                   "receives DIR/part-<rank>.parquet (one per torchrun rank; their union equals "
+                   "the single-process file for the same seed)")
     p.add_argument("--csv-format", choices=("long", "wide"), default="long",
                    help="csv layout: long = one row per (path, step) with columns path, step, "
                    "time, date and one per asset (as the parquet); wide = one row per date, "
@@ -554,17 +560,28 @@ def write_scenarios(scen, out: str, csv_format: str = "long") -> None:
 def _sample(args: argparse.Namespace) -> int:
     """Sample price scenarios from a calibrated model to parquet or csv."""
     measure = parse_measure(args.measure)
-    if not args.out.endswith((".parquet", ".csv")):
-        raise UsageError(f"--out {args.out!r}: use a .parquet or .csv file name")
+    rank, world = rank_and_world()
+    if args.out.endswith(".csv") and world > 1:
+        raise UsageError(f"--out {args.out!r}: under torchrun ({world} ranks) give a directory")
+    out = Path(args.out)
+    if out.suffix not in ("", ".parquet", ".csv") and not out.is_dir():
+        raise UsageError(f"--out {args.out!r}: use a .parquet or .csv file name, or a directory")
+    if out.suffix == "" and out.is_file():
+        raise UsageError(f"--out {args.out!r} is a file: use .parquet, .csv or a directory")
     model = load_model_file(args.model)
     spot = args.spot if args.spot else _default_spot(model)
+    options = dict(measure=measure, r=args.rate, q=args.dividend, spot=spot, seed=args.seed)
     t0 = time.perf_counter()
-    scen = model.sample(args.paths, args.horizon, measure=measure, r=args.rate, q=args.dividend,
-                        spot=spot, seed=args.seed)
-    write_scenarios(scen, args.out, args.csv_format)
+    if args.out.endswith(".csv"):
+        write_scenarios(model.sample(args.paths, args.horizon, **options), args.out,
+                        args.csv_format)
+        written = args.out
+    else:  # one .parquet file, or this rank's shard DIR/part-<rank>.parquet
+        written = write_samples(model, args.out, args.paths, args.horizon, **options)
+    where = f" (rank {rank} of {world})" if world > 1 else ""
     print(f"{args.paths} paths x {args.horizon} days ({measure}, r={args.rate}, "
           f"q={args.dividend}, seed={args.seed}) in {time.perf_counter() - t0:.1f} s "
-          f"-> {args.out}")
+          f"-> {written}{where}")
     return 0
 
 

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 import neuralsde_fin as nsf
 from neuralsde_fin._cli import main, parse_maturity_days, parse_strike
@@ -97,6 +98,17 @@ def test_sample_parquet_and_csv(tiny_model, tmp_path, capsys):
                  str(wide), "--csv-format", "wide", "--spot", "100"]) == 0
     w = pd.read_csv(wide, index_col=0)
     assert w.shape == (11, 5) and (w.iloc[0] == 100).all()
+
+
+def test_sample_to_directory_writes_a_shard_equal_to_the_file(tiny_model, tmp_path, capsys):
+    """`--out DIR` writes DIR/part-<rank>.parquet (part-0 in one process); union == the file."""
+    args = ["sample", str(tiny_model), "--paths", "12", "--horizon", "5", "--seed", "3"]
+    assert main(args + ["--out", str(tmp_path / "one.parquet")]) == 0
+    assert main(args + ["--out", str(tmp_path / "shards")]) == 0
+    assert (tmp_path / "shards" / "part-0.parquet").exists()
+    one = nsf.Scenarios.from_parquet(tmp_path / "one.parquet")
+    union = nsf.combine_shards(tmp_path / "shards")
+    assert torch.equal(one.prices, union.prices) and torch.equal(one.times, union.times)
 
 
 def test_sample_not_a_model(tmp_path, capsys, one_line_error):
