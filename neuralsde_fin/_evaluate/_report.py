@@ -56,12 +56,13 @@ class EvaluationReport:
 
     def to_markdown(self, digits: int = 4) -> str:
         """The table as GitHub Markdown, followed by notes on how it was computed."""
-        head = "| statistic | " + " | ".join(self.table.columns) + " |"
+        cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731  ("ACF |r|" is one cell)
+        head = "| statistic | " + " | ".join(cell(c) for c in self.table.columns) + " |"
         sep = "| --- |" + " ---: |" * self.table.shape[1]
         lines = [head, sep]
         for row, vals in self.table.iterrows():
             cells = " | ".join(_fmt(v, digits) for v in vals)
-            lines.append(f"| {row} | {cells} |")
+            lines.append(f"| {cell(row)} | {cells} |")
         notes = self.meta.get("notes", [])
         if notes:
             lines.append("")

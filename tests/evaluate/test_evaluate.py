@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,10 @@ def test_report_layout_and_serialisation(sp500_report):
     md = sp500_report.to_markdown()
     assert md.startswith("| statistic | data | gbm | gjr_garch_t |")
     assert "pooled" in md and "permutations" in md
+    # Every table row has as many cells as the header: "ACF |r|" is escaped as one cell.
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    ncells = {len(re.split(r"(?<!\\)\|", ln)) for ln in rows}
+    assert len(ncells) == 1 and "| ACF \\|r\\| lag 1 |" in md, md
     assert "<table" in sp500_report.to_html()
     # The data leverage effect: falls raise later volatility.
     assert t.loc["leverage lag 1", "data"] < 0
