@@ -376,7 +376,9 @@ class MarketModel(nn.Module):
         finally:
             self.train(was_training)
         times = torch.arange(horizon + 1, dtype=dtype) * dt
-        qout = float(qv[0]) if qv.numel() == 1 else [float(v) for v in qv]
+        # Metadata keeps the q that was asked for, not its float32 rounding.
+        qin = torch.as_tensor(q, dtype=torch.float64).flatten()
+        qout = float(qin[0]) if qin.numel() == 1 else [float(v) for v in qin]
         return _make_scenarios(times, prices, measure, float(r), qout, seed, antithetic,
                                valuation_date)
 

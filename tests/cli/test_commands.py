@@ -80,7 +80,7 @@ def test_sample_parquet_and_csv(tiny_model, tmp_path, capsys):
                  "--out", str(pq)]) == 0
     scen = nsf.Scenarios.from_parquet(pq)
     assert scen.prices.shape == (20, 11, 1) and scen.measure == "risk_neutral"
-    assert scen.r == 0.03 and scen.q == pytest.approx(0.01) and scen.seed == 7
+    assert scen.r == 0.03 and scen.q == 0.01 and scen.seed == 7
     spot = nsf.load_model(tiny_model).info["last_prices"][0]
     assert float(scen.prices[0, 0, 0]) == pytest.approx(spot, rel=1e-6)
 
