@@ -512,6 +512,10 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spot", type=float, action="append", help="initial price(s) (default: the "
                    "last price of the calibration data)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="paths simulated at once (memory bound; default: the model's). Shards "
+                   "are whole chunks: under torchrun use at most paths / ranks, and the same "
+                   "value in a single-process run to reproduce the shards bit for bit")
     p.add_argument("--out", required=True, help="FILE.parquet, FILE.csv, or a directory DIR that "
                    "receives DIR/part-<rank>.parquet (one per torchrun rank; their union equals "
                    "the single-process file for the same seed)")
@@ -571,6 +575,10 @@ def _sample(args: argparse.Namespace) -> int:
     model = load_model_file(args.model)
     spot = args.spot if args.spot else _default_spot(model)
     options = dict(measure=measure, r=args.rate, q=args.dividend, spot=spot, seed=args.seed)
+    if args.chunk_size is not None:
+        if args.chunk_size < 1:
+            raise UsageError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
+        options["chunk_size"] = args.chunk_size
     t0 = time.perf_counter()
     if args.out.endswith(".csv"):
         write_scenarios(model.sample(args.paths, args.horizon, **options), args.out,

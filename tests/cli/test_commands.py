@@ -123,6 +123,8 @@ def test_sample_bad_measure_and_out(tiny_model, tmp_path, capsys, one_line_error
     one_line_error(capsys, code, "--measure")
     code = main(["sample", str(tiny_model), "--out", str(tmp_path / "s.xlsx")])
     one_line_error(capsys, code, ".parquet or .csv")
+    code = main(["sample", str(tiny_model), "--chunk-size", "0", "--out", str(tmp_path / "d")])
+    one_line_error(capsys, code, "--chunk-size")
 
 
 # ---------------------------------------------------------------------------------- price
