@@ -1,0 +1,106 @@
+"""Solver registry, the vector-field adapter, and the base class every fixed-step solver extends.
+
+Adding a solver is one file: subclass :class:`Solver`, decorate it with ``@register("name")`` and
+import the module in ``neuralsde_fin/_solvers/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SOLVERS: dict[str, type[Solver]] = {}
+
+NOISE_TYPES = ("diagonal", "general", "additive", "scalar")
+SDE_TYPES = ("ito", "stratonovich")
+
+
+def register(name: str) -> Callable[[type[Solver]], type[Solver]]:
+    """Class decorator that adds a solver to :data:`SOLVERS` under ``name``."""
+
+    def deco(cls: type[Solver]) -> type[Solver]:
+        if name in SOLVERS:
+            raise ValueError(f"solver name {name!r} is already registered")
+        cls.name = name
+        SOLVERS[name] = cls
+        return cls
+
+    return deco
+
+
+class VectorField:
+    """Uniform view of a torchsde-protocol SDE: ``f_and_g(t, y)``, ``prod(g, dW)`` and adjoints.
+
+    ``g`` is whatever the SDE's diffusion returns: (batch, state) for diagonal noise and
+    (batch, state, noise) otherwise. Modules of this package may provide ``_nsf_vector_field()``
+    returning a faster object with the same four methods (see ``_nets.py``).
+    """
+
+    def __init__(self, sde: Any, noise_type: str) -> None:
+        self.sde = sde
+        self.diagonal = noise_type == "diagonal"
+        if hasattr(sde, "f_and_g"):
+            self.f_and_g = sde.f_and_g
+        else:
+            f, g = sde.f, sde.g
+            self.f_and_g = lambda t, y: (f(t, y), g(t, y))
+
+    def params(self) -> list[Tensor]:
+        """The tensors gradients are computed for: the SDE's parameters that require grad."""
+        if not hasattr(self.sde, "parameters"):
+            return []
+        return [p for p in self.sde.parameters() if p.requires_grad]
+
+    def for_backward(self) -> tuple[VectorField, list[Tensor]]:
+        """A vector field whose ``params()`` are leaves, for per-step VJPs in the adjoint."""
+        return self, self.params()
+
+    def prod(self, g: Tensor, dw: Tensor) -> Tensor:
+        """g dW: elementwise for diagonal noise, a batched matrix-vector product otherwise."""
+        if self.diagonal:
+            return g * dw
+        return torch.bmm(g, dw.unsqueeze(-1)).squeeze(-1)
+
+    def prod_adjoint(self, a: Tensor, dw: Tensor) -> Tensor:
+        """The adjoint of ``g -> prod(g, dw)`` applied to ``a`` (the cotangent of g dW)."""
+        if self.diagonal:
+            return a * dw
+        return a.unsqueeze(-1) * dw.unsqueeze(-2)
+
+    def prod_adjoint_dw(self, a: Tensor, g: Tensor) -> Tensor:
+        """The adjoint of ``dw -> prod(g, dw)`` applied to ``a``."""
+        if self.diagonal:
+            return a * g
+        return torch.bmm(a.unsqueeze(-2), g).squeeze(-2)
+
+
+class Solver:
+    """A fixed-step solver: ``init`` builds the extra state once, ``step`` advances one step.
+
+    Class attributes:
+        sde_type: "ito" or "stratonovich": the calculus whose solution the scheme converges to.
+        name: set by :func:`register`.
+    """
+
+    sde_type: str = "stratonovich"
+    name: str = ""
+
+    def init(self, vf: VectorField, t0: Tensor, y0: Tensor) -> tuple:
+        """Extra solver state at the first time (default: none)."""
+        return ()
+
+    def step(
+        self,
+        vf: VectorField,
+        t0: Tensor,
+        t1: Tensor,
+        dt: float,
+        y: Tensor,
+        extra: tuple,
+        dw: Tensor,
+    ) -> tuple[Tensor, tuple]:
+        """Advance ``y`` from t0 to t1 = t0 + dt with Brownian increment ``dw``."""
+        raise NotImplementedError
