@@ -1,0 +1,7 @@
+"""Brownian motion: counter-based normals and the stateless virtual Brownian tree."""
+
+from __future__ import annotations
+
+from neuralsde_fin._brownian._counter import counter_normal, counter_uniform
+
+__all__ = ["counter_normal", "counter_uniform"]

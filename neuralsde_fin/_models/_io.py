@@ -1,0 +1,58 @@
+"""Safe checkpoint files: atomic writes, ``torch.load(weights_only=True)``, clear errors.
+
+A file holds one dict of tensors and plain Python values (str, int, float, bool, lists,
+dicts); configuration travels as a JSON string inside it. Nothing is ever unpickled beyond
+what ``weights_only=True`` allows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuralsde_fin._errors import CheckpointError
+
+
+def atomic_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``obj`` with ``torch.save`` to a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves either the old file or none, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def safe_load(path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`atomic_save` and check its ``format`` field.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupted, or not a ``kind`` file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every load failure becomes one clear error
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupted and cannot be loaded ({msg})"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != kind:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a {kind!r} file")
+    return obj
