@@ -20,7 +20,7 @@ LENGTH = 64
 PROPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: Toy recipe: the published architecture, fewer steps with proportionally larger Adadelta
 #: learning rates so that the run fits the 10-minute CPU budget.
-TOY = dict(batch=256, steps=2500, g_lr=1e-3, d_lr=5e-3)
+TOY = dict(batch=256, steps=3500, g_lr=3e-3, d_lr=1.5e-2)
 
 
 def ou_paths(n_paths: int, seed: int, substeps: int = 20) -> torch.Tensor:
@@ -46,7 +46,9 @@ def ks_2samp(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _marginal_ks(trainer: SDEGANTrainer, test: torch.Tensor) -> list[float]:
     gen = trainer.sample(test.shape[0], seed=7)[..., 0]
-    return [ks_2samp(gen[:, int(p * (LENGTH - 1))], test[:, int(p * (LENGTH - 1)), 0]) for p in PROPS]
+    return [
+        ks_2samp(gen[:, int(p * (LENGTH - 1))], test[:, int(p * (LENGTH - 1)), 0]) for p in PROPS
+    ]
 
 
 @pytest.fixture(autouse=True)
