@@ -19,7 +19,10 @@ Cases:
     (ii) hidden 32, MLP 64 x 2 layers, otherwise the same.
 
 Usage: python benchmarks/bench_sdegan.py [--repeats N] [--threads T]
-Prints ``case, ours_s, peer_s, ratio`` (ratio = peer / ours; > 1 means we are faster).
+Prints ``case, ours_s, peer_s, ratio`` (ratio = peer / ours; > 1 means we are faster): wall
+seconds, then the same case with suffix ``_cpu`` in process CPU seconds, which is less disturbed
+when other jobs share the machine. One thread by default (``--threads``): at these sizes extra
+threads barely help and, on a shared machine, OpenMP spin-waits make them much slower.
 """
 
 from __future__ import annotations
@@ -168,10 +171,11 @@ def _real_paths() -> torch.Tensor:
     return 0.1 * torch.randn(BATCH, LENGTH, DATA, generator=g).cumsum(1)
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -190,8 +194,10 @@ def main() -> None:
         for _ in range(args.repeats):
             to.append(_time(ours))
             tp.append(_time(peer))
-        o, p = statistics.median(to), statistics.median(tp)
-        print(f"{name}, {o:.4f}, {p:.4f}, {p / o:.2f}", flush=True)
+        for k, suffix in ((0, ""), (1, "_cpu")):
+            o = statistics.median(t[k] for t in to)
+            p = statistics.median(t[k] for t in tp)
+            print(f"{name}{suffix}, {o:.4f}, {p:.4f}, {p / o:.2f}", flush=True)
 
 
 if __name__ == "__main__":

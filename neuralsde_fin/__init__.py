@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from neuralsde_fin import data
 from neuralsde_fin._calibrate import LOSSES, calibrate
+from neuralsde_fin._calibrate._discriminator import CDEDiscriminator
+from neuralsde_fin._calibrate._sdegan_method import SDEGANLoss
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
 from neuralsde_fin._pricing import (
@@ -54,6 +56,7 @@ __all__ = [
     "BarrierPut",
     "BasketCall",
     "BasketPut",
+    "CDEDiscriminator",
     "CheckpointError",
     "DataError",
     "DigitalCall",
@@ -70,6 +73,7 @@ __all__ = [
     "Option",
     "PriceResult",
     "RiskResult",
+    "SDEGANLoss",
     "SOLVERS",
     "Scenarios",
     "asian_payoff",
