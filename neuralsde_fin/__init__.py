@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._calibrate._discriminator import CDEDiscriminator
 from neuralsde_fin._calibrate._sdegan_method import SDEGANLoss
@@ -44,7 +45,14 @@ from neuralsde_fin._pricing import (
     var_es,
 )
 from neuralsde_fin._scenarios import Scenarios
-from neuralsde_fin._solvers import SOLVERS, cdeint, sdeint
+from neuralsde_fin._solvers import (
+    SOLVERS,
+    CDEFunc,
+    LipSwish,
+    MLPDriftDiffusion,
+    cdeint,
+    sdeint,
+)
 from neuralsde_fin.data import load_prices
 
 __version__ = "0.1.0"
@@ -57,6 +65,7 @@ __all__ = [
     "BasketCall",
     "BasketPut",
     "CDEDiscriminator",
+    "CDEFunc",
     "CheckpointError",
     "DataError",
     "DigitalCall",
@@ -67,8 +76,10 @@ __all__ = [
     "GreeksResult",
     "Heston",
     "LOSSES",
+    "LipSwish",
     "LookbackCall",
     "LookbackPut",
+    "MLPDriftDiffusion",
     "MarketModel",
     "Option",
     "PriceResult",
@@ -76,6 +87,7 @@ __all__ = [
     "SDEGANLoss",
     "SOLVERS",
     "Scenarios",
+    "VirtualBrownianTree",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralsde_fin._solvers._reversible_heun import forward_steps
+
 
 class Plan:
     """Everything the adjoint needs besides tensors: vector field, grid, output steps, increments.
@@ -64,48 +66,62 @@ class Plan:
         self.chunk = chunk
 
 
-def _chunks(n: int, size: int, reverse: bool = False):
-    bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
-    return reversed(bounds) if reverse else bounds
+def _chunk_iter(plan: Plan, dw_input: Tensor | None, n_steps: int, reverse: bool):
+    """Yield (lo, hi, dws, neighbour): increments of steps lo..hi-1 and of the adjacent step.
+
+    The neighbour is the increment of step hi (forward) or lo - 1 (reverse), None at the ends.
+    At most two chunks of increments are alive at a time.
+    """
+
+    def get(lo: int, hi: int) -> Tensor:
+        return dw_input[lo:hi] if plan.fetch is None else plan.fetch(lo, hi)
+
+    bounds = [(lo, min(lo + plan.chunk, n_steps)) for lo in range(0, n_steps, plan.chunk)]
+    if reverse:
+        bounds.reverse()
+    cur = get(*bounds[0])
+    for i, (lo, hi) in enumerate(bounds):
+        nxt = get(*bounds[i + 1]) if i + 1 < len(bounds) else None
+        if nxt is None:
+            neighbour = None
+        else:
+            neighbour = nxt[-1] if reverse else nxt[0]
+        yield lo, hi, cur, neighbour
+        cur = nxt
 
 
 class ReversibleHeunAdjoint(torch.autograd.Function):
     """autograd Function: (plan, y0, dw_input, *params) -> ys of shape (len(ts), batch, state).
 
-    ``params`` are ``plan.vf.params()``; the backward pass evaluates ``plan.vf.for_backward()``,
-    a copy of the vector field on leaf tensors, and returns their gradients.
-
     ``dw_input`` is None (increments come from ``plan.fetch``) or a tensor (n_steps, batch,
     noise) of increments that receives a gradient (the control increments of a CDE).
+    ``params`` are ``plan.vf.params()``; the backward pass evaluates ``plan.vf.for_backward()``,
+    a copy of the vector field on leaf tensors, and returns their gradients.
     """
 
     @staticmethod
     def forward(ctx, plan: Plan, y0: Tensor, dw_input: Tensor | None, *params: Tensor) -> Tensor:
         vf = plan.vf
-        tl, dts = plan.tlist, plan.dts
-        n_steps = len(dts)
+        n_steps = len(plan.dts)
         save_at = dict((s, k) for k, s in enumerate(plan.out_steps))
         out = y0.new_empty((len(plan.out_steps), *y0.shape))
         if 0 in save_at:
             out[save_at[0]] = y0
-        y, z = y0, y0
-        f, g = vf.f_and_g(tl[0], y0)
-        prod = vf.prod
-        for lo, hi in _chunks(n_steps, plan.chunk):
-            dws = dw_input[lo:hi] if plan.fetch is None else plan.fetch(lo, hi)
-            for n in range(lo, hi):
-                dt = dts[n]
-                dw = dws[n - lo]
-                z1 = 2 * y - z + f * dt + prod(g, dw)
-                f1, g1 = vf.f_and_g(tl[n + 1], z1)
-                y = y + (f + f1) * (0.5 * dt) + prod(g + g1, 0.5 * dw)
-                z, f, g = z1, f1, g1
-                k = save_at.get(n + 1)
-                if k is not None:
-                    out[k] = y
+
+        def save(n: int, y: Tensor) -> None:
+            k = save_at.get(n)
+            if k is not None:
+                out[k] = y
+
+        state = None
+        for lo, _, dws, after in _chunk_iter(plan, dw_input, n_steps, reverse=False):
+            if state is None:
+                f0, g0 = vf.f_and_g(plan.tlist[0], y0)
+                state = (y0, y0, f0, vf.prod(g0, dws[0]))
+            state = forward_steps(vf, state, plan.tlist, plan.dts, lo, dws, after, save)
         ctx.plan = plan
         ctx.has_dw_input = dw_input is not None
-        ctx.save_for_backward(y, z, dw_input if dw_input is not None else None)
+        ctx.save_for_backward(state[0], state[1], dw_input)
         return out
 
     @staticmethod
@@ -120,7 +136,8 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
         want_dw = ctx.has_dw_input and ctx.needs_input_grad[2]
         grad_dw = torch.empty_like(dw_input) if want_dw else None
         grads_p: list[Tensor | None] = [None] * n_params
-        prod, prod_adj, prod_adj_dw = vf.prod, vf.prod_adjoint, vf.prod_adjoint_dw
+        prod, prod_pair, outer_pair = vf.prod, vf.prod_pair, vf.outer_pair
+        prod_adj, prod_adj_dw = vf.prod_adjoint, vf.prod_adjoint_dw
 
         def vjp(z_leaf, f_out, g_out, a_f, a_g):
             outs, gos = [], []
@@ -139,43 +156,65 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                     grads_p[i] = gp if grads_p[i] is None else grads_p[i] + gp
             return res[0]
 
-        with torch.enable_grad():
-            z1 = z1.detach().requires_grad_(True)
-            f1, g1 = vf.f_and_g(tl[n_steps], z1)
         a_y = torch.zeros_like(y1)
         a_z = torch.zeros_like(y1)
-        a_f = torch.zeros_like(f1)
-        a_g = torch.zeros_like(g1)
-        for lo, hi in _chunks(n_steps, plan.chunk, reverse=True):
-            dws = dw_input[lo:hi] if plan.fetch is None else plan.fetch(lo, hi)
+        a_f: Tensor | float = 0.0
+        u = None  # cotangent of g_{n+1} is u (x) dW_{n+1} + (a_y / 2) (x) dW_n
+        dw_up = None  # dW_{n+1}
+        first = True
+        for lo, hi, dws, below in _chunk_iter(plan, dw_input, n_steps, reverse=True):
             for n in range(hi - 1, lo - 1, -1):
+                dw = dws[n - lo]
+                dw_below = dws[n - lo - 1] if n > lo else below
+                if first:
+                    with torch.enable_grad():
+                        z1 = z1.detach().requires_grad_(True)
+                        f1, g1 = vf.f_and_g(tl[n_steps], z1)
+                    g1dw = prod(g1.detach(), dw)
+                    first = False
                 k = save_at.get(n + 1)
                 if k is not None:
                     a_y = a_y + grad_out[k]
                 dt = dts[n]
-                dw = dws[n - lo]
-                half_dw = 0.5 * dw
-                a_f1 = a_f + a_y * (0.5 * dt)
-                a_g1 = a_g + prod_adj(a_y, half_dw)
+                h = 0.5 * dt
+                half_ay = 0.5 * a_y
+                a_f1 = torch.add(a_f, a_y, alpha=h) if torch.is_tensor(a_f) else a_y * h
+                if u is None:
+                    a_g1 = prod_adj(half_ay, dw)
+                else:
+                    a_g1 = outer_pair(u, dw_up, half_ay, dw)
                 vz = vjp(z1, f1, g1, a_f1, a_g1)
                 a_z1 = a_z if vz is None else a_z + vz
                 with torch.no_grad():
-                    z0 = 2 * y1 - z1 - f1 * dt - prod(g1, dw)
+                    f1d, g1d = f1.detach(), g1.detach()
+                    z0 = torch.add(g1dw, f1d, alpha=dt).add_(z1.detach()).neg_().add_(y1, alpha=2.0)
                 with torch.enable_grad():
                     z0.requires_grad_(True)
                     f0, g0 = vf.f_and_g(tl[n], z0)
                 with torch.no_grad():
-                    y0 = y1 - (f0 + f1) * (0.5 * dt) - prod(g0 + g1, half_dw)
+                    g0d = g0.detach()
+                    if dw_below is None:
+                        g0dw, g0dw_below = prod(g0d, dw), None
+                    else:
+                        g0dw, g0dw_below = prod_pair(g0d, dw, dw_below)
+                    y0 = (
+                        torch.add(g0dw, g1dw)
+                        .mul_(0.5)
+                        .add_(f0.detach(), alpha=h)
+                        .add_(f1d, alpha=h)
+                        .neg_()
+                        .add_(y1)
+                    )
                     if want_dw:
-                        grad_dw[n] = prod_adj_dw(a_z1, g0) + prod_adj_dw(0.5 * a_y, g0 + g1)
-                    a_f = a_y * (0.5 * dt) + a_z1 * dt
-                    a_g = prod_adj(a_y, half_dw) + prod_adj(a_z1, dw)
-                    a_y = a_y + 2 * a_z1
+                        grad_dw[n] = prod_adj_dw(a_z1 + half_ay, g0d) + prod_adj_dw(half_ay, g1d)
+                    a_f = torch.add(a_y, a_z1, alpha=2.0).mul_(h)  # a_y dt/2 + a_z1 dt
+                    u = half_ay + a_z1
+                    a_y = torch.add(a_y, a_z1, alpha=2.0)
                     a_z = -a_z1
-                y1, z1, f1, g1 = y0, z0, f0, g0
+                y1, z1, f1, g1, g1dw, dw_up = y0, z0, f0, g0, g0dw_below, dw
         k = save_at.get(0)
         if k is not None:
             a_y = a_y + grad_out[k]
-        vz = vjp(z1, f1, g1, a_f, a_g)
+        vz = vjp(z1, f1, g1, a_f, prod_adj(u, dw_up))
         grad_y0 = a_y + a_z if vz is None else a_y + a_z + vz
         return (None, grad_y0, grad_dw, *grads_p)

@@ -64,6 +64,19 @@ class VectorField:
             return g * dw
         return torch.bmm(g, dw.unsqueeze(-1)).squeeze(-1)
 
+    def prod_pair(self, g: Tensor, dw_a: Tensor, dw_b: Tensor) -> tuple[Tensor, Tensor]:
+        """(g dw_a, g dw_b) with one pass over g (one batched matmul with two columns)."""
+        if self.diagonal:
+            return g * dw_a, g * dw_b
+        r = torch.bmm(g, torch.stack([dw_a, dw_b], dim=-1))
+        return r[..., 0], r[..., 1]
+
+    def outer_pair(self, u: Tensor, dw_a: Tensor, v: Tensor, dw_b: Tensor) -> Tensor:
+        """Cotangent of g given cotangents u of g dw_a and v of g dw_b: u (x) dw_a + v (x) dw_b."""
+        if self.diagonal:
+            return u * dw_a + v * dw_b
+        return torch.bmm(torch.stack([u, v], dim=-1), torch.stack([dw_a, dw_b], dim=-2))
+
     def prod_adjoint(self, a: Tensor, dw: Tensor) -> Tensor:
         """The adjoint of ``g -> prod(g, dw)`` applied to ``a`` (the cotangent of g dW)."""
         if self.diagonal:
@@ -91,6 +104,40 @@ class Solver:
     def init(self, vf: VectorField, t0: Tensor, y0: Tensor) -> tuple:
         """Extra solver state at the first time (default: none)."""
         return ()
+
+    def solve(
+        self,
+        vf: VectorField,
+        y0: Tensor,
+        tlist: list[Tensor],
+        dts: list[float],
+        dws: Tensor,
+        out_steps: list[int],
+    ) -> Tensor:
+        """The step loop: no validation, increments precomputed, outputs kept as they come.
+
+        Returns the states at the grid points ``out_steps``, shape (len(out_steps), *y0.shape).
+        Under autograd the outputs are stacked; otherwise written into a preallocated tensor.
+        """
+        save_at = dict((s, k) for k, s in enumerate(out_steps))
+        track = torch.is_grad_enabled()
+        outs: list[Tensor] = []
+        out = None if track else y0.new_empty((len(out_steps), *y0.shape))
+        y = y0
+        extra = self.init(vf, tlist[0], y0)
+        step = self.step
+        for n in range(len(dts)):
+            if n in save_at:
+                if track:
+                    outs.append(y)
+                else:
+                    out[save_at[n]] = y
+            y, extra = step(vf, tlist[n], tlist[n + 1], dts[n], y, extra, dws[n])
+        if track:
+            outs.append(y)
+            return torch.stack(outs)
+        out[-1] = y
+        return out
 
     def step(
         self,

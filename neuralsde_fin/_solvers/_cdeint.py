@@ -10,7 +10,6 @@ from torch import Tensor
 from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
 from neuralsde_fin._solvers._base import VectorField
 from neuralsde_fin._solvers._reversible_heun import ReversibleHeun
-from neuralsde_fin._solvers._sdeint import integrate
 
 
 class CDEVectorField(VectorField):
@@ -106,5 +105,5 @@ def cdeint(
         plan = Plan(vf, tlist, dts, out_steps, None, length)
         hs = ReversibleHeunAdjoint.apply(plan, h0, dx, *vf.params())
     else:
-        hs = integrate(ReversibleHeun(), vf, h0, tlist, dts, out_steps, dx)
+        hs = ReversibleHeun().solve(vf, h0, tlist, dts, dx, out_steps)
     return hs.transpose(0, 1)

@@ -87,11 +87,12 @@ class _FusedMLPs(nn.Module):
     def evaluate(w: list[Tensor], t: Tensor, x: Tensor, n: int, width: int) -> list[Tensor]:
         """Outputs of all nets at (t, x) from the folded tensors ``w``."""
         in_w, in_t, in_b, hid_w, hid_b = w[:5]
-        h = F.silu(torch.addmm(torch.add(in_b, in_t, alpha=t), x, in_w))
+        inplace = not torch.is_grad_enabled()  # sampling: no autograd, reuse the buffers
+        h = F.silu(torch.addmm(torch.addcmul(in_b, in_t, t), x, in_w), inplace=inplace)
         if hid_w.shape[0]:
             h = h.view(x.shape[0], n, width).transpose(0, 1)
             for i in range(hid_w.shape[0]):
-                h = F.silu(torch.baddbmm(hid_b[i], h, hid_w[i]))
+                h = F.silu(torch.baddbmm(hid_b[i], h, hid_w[i]), inplace=inplace)
             hs = h.unbind(0)
         else:
             hs = h.view(x.shape[0], n, width).unbind(1)

@@ -21,6 +21,15 @@ from neuralsde_fin._brownian._counter import (
 _MASK = (1 << 64) - 1
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensor ops: one thread avoids OpenMP barrier stalls on a shared, loaded machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _splitmix64_reference(state: int) -> int:
     """Textbook SplitMix64 ``next()`` on Python ints: output for the incremented state."""
     z = (state + 0x9E3779B97F4A7C15) & _MASK

@@ -38,10 +38,14 @@ class ReplayBrownian:
         return self.w[j] - self.w[i]
 
     def increments(self, ts: torch.Tensor) -> torch.Tensor:
-        idx = [self._index(t) for t in ts]
-        if all(b == a + 1 for a, b in zip(idx[:-1], idx[1:])):
-            return self.incr[idx[0] : idx[-1]]
-        return torch.stack([self.w[b] - self.w[a] for a, b in zip(idx[:-1], idx[1:])])
+        ts = torch.as_tensor(ts, dtype=self.grid.dtype)
+        idx = torch.searchsorted(self.grid, ts).clamp(max=len(self.grid) - 1)
+        lower = (idx - 1).clamp(min=0)
+        closer = (self.grid[lower] - ts).abs() < (self.grid[idx] - ts).abs()
+        idx = torch.where(closer, lower, idx)
+        if float((self.grid[idx] - ts).abs().max()) > 1e-9:
+            raise KeyError("a time is not on the replay grid")
+        return self.w[idx[1:]] - self.w[idx[:-1]]
 
 
 @pytest.fixture
@@ -53,5 +57,59 @@ def replay():
         dt = (grid[1:] - grid[:-1]).to(dtype)
         z = torch.randn(len(grid) - 1, n_paths, noise, generator=gen, dtype=dtype)
         return ReplayBrownian(grid.to(dtype), z * dt.sqrt()[:, None, None])
+
+    make.from_increments = ReplayBrownian  # replay(...) or replay.from_increments(grid, incr)
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tests are small, and the machine's cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class MLPSDE(torch.nn.Module):
+    """A small torchsde-protocol SDE written the ordinary way (t concatenated to y)."""
+
+    def __init__(self, d, m, noise_type="general", sde_type="stratonovich", width=16):
+        super().__init__()
+        self.noise_type, self.sde_type, self.d, self.m = noise_type, sde_type, d, m
+        gout = {"diagonal": d, "scalar": d, "general": d * m, "additive": d * m}[noise_type]
+        self.fn = torch.nn.Sequential(
+            torch.nn.Linear(d + 1, width), torch.nn.Tanh(), torch.nn.Linear(width, d)
+        )
+        self.gn = torch.nn.Sequential(
+            torch.nn.Linear(d + 1, width), torch.nn.Tanh(), torch.nn.Linear(width, gout)
+        )
+        if noise_type == "additive":
+            self.gn = torch.nn.Linear(1, gout)
+
+    def _in(self, t, y):
+        return torch.cat([y, t.expand(y.shape[0], 1)], 1)
+
+    def f(self, t, y):
+        return self.fn(self._in(t, y))
+
+    def g(self, t, y):
+        if self.noise_type == "additive":
+            return self.gn(t.reshape(1, 1)).expand(y.shape[0], -1).view(-1, self.d, self.m)
+        out = self.gn(self._in(t, y))
+        if self.noise_type == "diagonal":
+            return out
+        if self.noise_type == "scalar":
+            return out.unsqueeze(-1)
+        return out.view(-1, self.d, self.m)
+
+
+@pytest.fixture
+def mlp_sde():
+    """Factory: mlp_sde(d, m, noise_type, sde_type) -> float64 MLPSDE with seeded weights."""
+
+    def make(d, m, noise_type="general", sde_type="stratonovich", seed=0):
+        torch.manual_seed(seed)
+        return MLPSDE(d, m, noise_type, sde_type).double()
 
     return make

@@ -1,0 +1,370 @@
+"""The stateless virtual Brownian tree: W reconstructed from the seed alone, level by level."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralsde_fin._brownian import _kernels
+from neuralsde_fin._brownian._counter import absorb, seed_state
+
+__all__ = ["VirtualBrownianTree"]
+
+#: Leaves of the tree when ``tol`` is None: ``tol = (t1 - t0) / DEFAULT_LEAVES``.
+DEFAULT_LEAVES = 4096
+#: Most leaves allowed (node ids stay far inside int64).
+MAX_LEAVES = 2**40
+#: Key tags separating the normals of tree nodes from those of sub-leaf bridge samples.
+TAG_NODE = 0
+TAG_BRIDGE = 1
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One vectorised step: rows ``start:start+len(ra)`` of the node table from rows ra, rb."""
+
+    start: int
+    ra: torch.Tensor  # int64 (R, 1)
+    rb: torch.Tensor  # int64 (R, 1)
+    ca: np.ndarray  # float64 (R,) weight of W(a)
+    cb: np.ndarray  # float64 (R,) weight of W(b)
+    sig: np.ndarray  # float64 (R,) conditional standard deviation
+    tag: int
+    keys: torch.Tensor  # int64 (R,) node ids (tag 0) or float64 bits of the position (tag 1)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    n_rows: int
+    levels: tuple[_Level, ...]
+    rows: torch.Tensor  # int64 (n_queries,): row of each query time
+
+
+def _descend(targets: np.ndarray, n_leaves: int) -> list[tuple[np.ndarray, ...]]:
+    """Intervals visited, depth by depth, by walks from the root to each target node.
+
+    The tree over the integer leaves [0, M] splits [a, b] (b - a >= 2) at m = (a + b) // 2; node
+    id 1 is the root [0, M] and the children of id are 2 id and 2 id + 1 (heap numbering). Every
+    integer 0 < p < M is the split point of exactly one interval.
+    """
+    depth_levels = []
+    a = np.zeros_like(targets)
+    b = np.full_like(targets, n_leaves)
+    ids = np.ones_like(targets)
+    while targets.size:
+        m = (a + b) // 2
+        uniq, first = np.unique(ids, return_index=True)
+        depth_levels.append((uniq, a[first], m[first], b[first]))
+        keep = m != targets
+        targets, a, b, ids, m = targets[keep], a[keep], b[keep], ids[keep], m[keep]
+        left = targets < m
+        b = np.where(left, m, b)
+        a = np.where(left, a, m)
+        ids = 2 * ids + (~left)
+    return depth_levels
+
+
+def _build_plan(x: np.ndarray, n_leaves: int, snap: float, span: float) -> _Plan:
+    """Plan the node table for query positions ``x`` (in leaf units, inside [0, M])."""
+    nearest = np.rint(x)
+    on_node = np.abs(x - nearest) <= snap
+    node_q = nearest[on_node].astype(np.int64)
+    xb = x[~on_node]
+    leaf = np.clip(np.floor(xb), 0, n_leaves - 1).astype(np.int64)
+    needed = np.unique(np.concatenate([node_q, leaf, leaf + 1]))
+    needed = needed[(needed > 0) & (needed < n_leaves)]
+
+    h = span / n_leaves
+    # row 0: W(t0) = 0; row 1: W(t1) = sqrt(t1 - t0) N(node 0)
+    positions = [np.array([0, n_leaves], dtype=np.int64)]
+    raw = [(1, np.array([0]), np.array([0]), np.array([0.0]), np.array([0.0]),
+            np.array([math.sqrt(span)]), TAG_NODE, np.array([0], dtype=np.int64))]
+    start = 2
+    for ids, a, m, b in _descend(needed, n_leaves):
+        w = (b - a).astype(np.float64)
+        raw.append((start, a, b, (b - m) / w, (m - a) / w, np.sqrt((m - a) * (b - m) / w * h),
+                    TAG_NODE, ids))
+        positions.append(m)
+        start += len(m)
+    all_pos = np.concatenate(positions)
+    order = np.argsort(all_pos, kind="stable")
+    sorted_pos = all_pos[order]
+
+    def row_of(p: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_pos, p)]
+
+    levels = []
+    for st, a, b, ca, cb, sig, tag, keys in raw:
+        ra = row_of(a) if st > 1 else a
+        rb = row_of(b) if st > 1 else b
+        levels.append((st, ra, rb, ca, cb, sig, tag, keys))
+    rows = np.empty(len(x), dtype=np.int64)
+    rows[on_node] = row_of(node_q)
+    if xb.size:
+        # Brownian bridge inside the leaf [k, k + 1] at fraction f, keyed by the position's bits
+        f = xb - leaf
+        levels.append((start, row_of(leaf), row_of(leaf + 1), 1.0 - f, f,
+                       np.sqrt(f * (1.0 - f) * h), TAG_BRIDGE,
+                       np.ascontiguousarray(xb, dtype=np.float64).view(np.int64)))
+        rows[~on_node] = start + np.arange(len(xb))
+        start += len(xb)
+    return _Plan(
+        n_rows=start,
+        levels=tuple(
+            _Level(st, torch.from_numpy(np.asarray(ra, dtype=np.int64)).view(-1, 1),
+                   torch.from_numpy(np.asarray(rb, dtype=np.int64)).view(-1, 1),
+                   np.asarray(ca, dtype=np.float64), np.asarray(cb, dtype=np.float64),
+                   np.asarray(sig, dtype=np.float64), tag,
+                   torch.from_numpy(np.asarray(keys, dtype=np.int64)))
+            for st, ra, rb, ca, cb, sig, tag, keys in levels
+        ),
+        rows=torch.from_numpy(rows),
+    )
+
+
+class _PlanCache:
+    """A small LRU of plans keyed by the query positions (plans do not depend on the seed)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.store: OrderedDict[Any, _Plan] = OrderedDict()
+
+    def get(self, x: np.ndarray, n_leaves: int, snap: float, span: float) -> _Plan:
+        key = (n_leaves, snap, span, x.tobytes())
+        plan = self.store.get(key)
+        if plan is None:
+            plan = _build_plan(x, n_leaves, snap, span)
+            self.store[key] = plan
+            if len(self.store) > self.size:
+                self.store.popitem(last=False)
+        else:
+            self.store.move_to_end(key)
+        return plan
+
+
+_PLANS = _PlanCache()
+
+
+def _as_float(name: str, v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(v.shape)}")
+        v = v.item()
+    try:
+        out = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {v!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
+    return out
+
+
+def _scalar_time(name: str, v: Any) -> Any:
+    """A one-element time: a tensor is kept (its dtype sets the node snapping), else a float."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(v.shape)}")
+        return v
+    return _as_float(name, v)
+
+
+class VirtualBrownianTree:
+    r"""A Brownian motion on [t0, t1] reconstructed on demand from its seed: no stored path.
+
+    W is defined by recursive Brownian-bridge splits of [t0, t1] into ``M`` leaves of width
+    ``h = (t1 - t0) / M <= tol``: W(t0) = 0, W(t1) = sqrt(t1 - t0) N(0), and an interval
+    [a, b] of the tree (integer leaf positions, b - a >= 2) is split at m = floor((a + b) / 2)
+    with the exact conditional law
+
+    .. math::
+
+        W(m) = \frac{(b - m) W(a) + (m - a) W(b)}{b - a}
+               + \sqrt{\frac{(m - a)(b - m)}{b - a} h}\; N(\mathrm{node}),
+
+    which for power-of-two ``M`` is the midpoint rule (W(a) + W(b)) / 2 + sqrt((b - a) h / 4) N.
+    N(node) = ``counter_normal(seed, 0, node_id, i * C + c)`` for path i and channel c (C =
+    prod(shape[1:])), a pure function of (seed, node, path, channel): path i is the same whatever
+    ``shape[0]``, values do not depend on which or how many queries are made, in which order, or
+    on the device. The law is exact at the nodes t0 + k h. A time inside a leaf [a, b] gets the
+    Brownian bridge W(t) = W(a) + f (W(b) - W(a)) + sqrt(f (1 - f) h) N', f = (t - a) / h, with
+    N' keyed by the time's float64 bits; times within a few float ulps of a node are that node.
+    Two query times in one leaf are therefore not jointly exact (the bridge error is of order
+    sqrt(h)); any grid with spacing >= h is sampled exactly.
+
+    Grid queries (``increments``) are planned on the host (the union of the walks from the
+    root to every needed node) and computed level by level, one vectorised hash + Box-Muller +
+    bridge update per depth for all nodes at once; a uniform grid whose spacing is a multiple
+    of h costs one normal per grid step per (path, channel) when ``tol`` equals the spacing.
+
+    Args:
+        t0: Start time.
+        t1: End time, > t0.
+        shape: Shape of W(t): (n_paths, *channels); shape[0] indexes the paths.
+        seed: Any int; with the times and the shape it fixes every value.
+        tol: Leaf width bound; ``M = ceil((t1 - t0) / tol)`` leaves (rounded when within 1e-6
+            of an integer, so ``tol = dt`` of a uniform grid puts every grid time on a node).
+            Default (None): ``(t1 - t0) / 4096``. A solver should pass its step ``dt``.
+        dtype: float32 or float64. Node positions, weights and keys are always computed in
+            float64/int64 on the host, so float64 trees are exact to float64 rounding.
+        device: Device of the values.
+
+    Shape:
+        ``bm(t)`` and ``bm(s, t)``: ``shape``. ``bm.increments(ts)``: (len(ts) - 1, *shape).
+
+    References:
+        Li, Wong, Chen and Duvenaud (2020), "Scalable Gradients for Stochastic Differential
+        Equations" (virtual Brownian tree); Kidger, Foster, Li and Lyons (2021), "Efficient and
+        Accurate Gradients for Neural SDEs" (the Brownian Interval); Salmon et al. (2011),
+        "Parallel random numbers: as easy as 1, 2, 3" (counter-based generators).
+    """
+
+    def __init__(
+        self,
+        t0: float,
+        t1: float,
+        shape: tuple[int, ...] | torch.Size | list[int] | int,
+        *,
+        seed: int = 0,
+        tol: float | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        t0, t1 = _as_float("t0", t0), _as_float("t1", t1)
+        if not t1 > t0:
+            raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}")
+        if isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)
+        try:
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"shape must be a tuple of positive ints, got {shape!r}") from None
+        if len(shape) == 0 or any(s <= 0 for s in shape):
+            raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        span = t1 - t0
+        if tol is None:
+            n_leaves = DEFAULT_LEAVES
+        else:
+            tol = _as_float("tol", tol)
+            if not tol > 0:
+                raise ValueError(f"tol must be positive, got {tol}")
+            ratio = span / tol
+            if ratio > MAX_LEAVES:
+                least = span / MAX_LEAVES
+                raise ValueError(f"tol must be >= (t1 - t0) / 2**40 = {least}, got {tol}")
+            n_leaves = round(ratio)
+            if abs(ratio - n_leaves) > 1e-6 * max(ratio, 1.0):
+                n_leaves = math.ceil(ratio)
+            n_leaves = max(n_leaves, 1)
+        self.t0, self.t1, self.shape = t0, t1, shape
+        self.seed = int(seed)
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.n_leaves = n_leaves
+        self.tol = span / n_leaves
+        self._span = span
+        self._channels = math.prod(shape[1:])
+        self._n_flat = shape[0] * self._channels
+        self._state = seed_state(self.seed)
+        self._tag_state = {tag: absorb(self._state, tag) for tag in (TAG_NODE, TAG_BRIDGE)}
+        self._n_pad = self._n_flat + (self._n_flat & 1)
+        self._compiled = _kernels.use_compiled(self._n_flat)
+        self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device)
+
+    def __repr__(self) -> str:
+        return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={self.shape}, "
+                f"seed={self.seed}, tol={self.tol}, dtype={self.dtype}, device={self.device})")
+
+    # ----------------------------------------------------------------------------- queries
+    def _positions(self, ts: Any, name: str) -> tuple[np.ndarray, float]:
+        """Leaf-unit positions of the query times (float64) and the node-snapping tolerance."""
+        eps = float(np.finfo(np.float64).eps)
+        if isinstance(ts, torch.Tensor):
+            if ts.dtype.is_floating_point:
+                eps = max(eps, float(torch.finfo(ts.dtype).eps))
+            t = ts.detach().to("cpu", torch.float64).numpy().reshape(-1)
+        else:
+            t = np.asarray(ts, dtype=np.float64).reshape(-1)
+        if not np.isfinite(t).all():
+            raise ValueError(f"{name} must be finite, got {t.tolist()}")
+        scale = max(abs(self.t0), abs(self.t1))
+        slack = 4 * eps * scale
+        if t.min() < self.t0 - slack or t.max() > self.t1 + slack:
+            bad = t[(t < self.t0 - slack) | (t > self.t1 + slack)][0]
+            raise ValueError(f"{name} must lie in [t0, t1] = [{self.t0}, {self.t1}], got {bad}")
+        x = np.clip((t - self.t0) / self._span * self.n_leaves, 0.0, float(self.n_leaves))
+        snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
+        return x, snap
+
+    def _table(self, x: np.ndarray, snap: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The node table (rows, n_paths * C [+ 1 if odd]) and the row of each position."""
+        plan = _PLANS.get(x, self.n_leaves, snap, self._span)
+        dev, dtype = self.device, self.dtype
+        table = torch.empty(plan.n_rows, self._n_pad, dtype=dtype, device=dev)
+        table[0].zero_()
+        for lv in plan.levels:
+            states = _kernels.key_states(self._tag_state[lv.tag], lv.keys).to(dev)
+            coef = torch.from_numpy(np.stack([lv.ca, lv.cb, lv.sig])).to(dev, dtype)
+            ca, cb, sig = coef.unsqueeze(2).unbind(0)
+            _kernels.fill_level(table, lv.start, lv.ra.to(dev), lv.rb.to(dev), ca, cb, sig,
+                                states, self._pairs, self._compiled)
+        return table, plan.rows.to(dev)
+
+    def _values(self, x: np.ndarray, snap: float) -> torch.Tensor:
+        """W at positions ``x`` (leaf units): a (len(x), n_paths * C [+ 1 if odd]) tensor."""
+        table, rows = self._table(x, snap)
+        return table.index_select(0, rows)
+
+    def __call__(self, s: Any, t: Any = None) -> torch.Tensor:
+        """W(s) - W(t0) when called with one time; W(t) - W(s) when called with two.
+
+        Args:
+            s: A time in [t0, t1] (float or 0-d tensor).
+            t: Optional second time in [t0, t1].
+
+        Returns:
+            A tensor of ``shape``.
+        """
+        if t is None:
+            x, snap = self._positions(_scalar_time("t", s), "t")
+            return self._values(x, snap)[0, : self._n_flat].view(self.shape)
+        x0, snap0 = self._positions(_scalar_time("s", s), "s")
+        x1, snap1 = self._positions(_scalar_time("t", t), "t")
+        w = self._values(np.concatenate([x0, x1]), max(snap0, snap1))
+        return (w[1, : self._n_flat] - w[0, : self._n_flat]).view(self.shape)
+
+    def increments(self, ts: Any) -> torch.Tensor:
+        """All increments W(ts[k+1]) - W(ts[k]) of a grid, in one vectorised computation.
+
+        Equal, to float rounding, to ``bm(ts[k], ts[k+1])`` and to the increments of any
+        sub-grid call (the values at each time do not depend on the query).
+
+        Args:
+            ts: Increasing 1-D times in [t0, t1] (tensor or sequence), at least 2 of them.
+
+        Returns:
+            A tensor of increments.
+
+        Shape:
+            (len(ts) - 1, *shape).
+        """
+        if isinstance(ts, torch.Tensor) and ts.dim() != 1:
+            raise ValueError(f"ts must be 1-D, got shape {tuple(ts.shape)}")
+        x, snap = self._positions(ts, "ts")
+        if x.size < 2:
+            raise ValueError(f"ts must hold at least 2 times, got {x.size}")
+        if (np.diff(x) < 0).any():
+            raise ValueError("ts must be non-decreasing")
+        table, rows = self._table(x, snap)
+        dw = _kernels.increments(table, rows[:-1], rows[1:], self._compiled)
+        if self._n_pad != self._n_flat:
+            dw = dw[:, : self._n_flat]
+        return dw.view(len(x) - 1, *self.shape)
