@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
 
 from neuralsde_fin._calibrate._discriminator import (
     CDEDiscriminator,
@@ -108,9 +107,12 @@ class SDEGenerator(nn.Module):
         width: units per hidden layer of all MLPs.
         depth: hidden layers of all MLPs.
         init_scale: multipliers of the initial-condition and the vector-field parameters.
+        length: observation times 0, 1, ..., length - 1 used by ``simulate_normalised`` (the
+            shared training loop's interface).
 
     Shape:
-        forward(ts, n_paths) -> (n_paths, len(ts), 1 + data_size), time in channel 0.
+        forward(ts, n_paths) -> (n_paths, len(ts), 1 + data_size), time in channel 0;
+        simulate_normalised(batch, seed=, step=) -> (batch, length, data_size).
 
     References:
         Kidger, Foster, Li, Lyons (2021), Neural SDEs as Infinite-Dimensional GANs,
@@ -127,9 +129,21 @@ class SDEGenerator(nn.Module):
         depth: int = 1,
         *,
         init_scale: tuple[float, float] = (3.0, 0.5),
+        length: int = 64,
     ) -> None:
         super().__init__()
-        self.initial_noise, self.noise = initial_noise, noise
+        self._config = dict(
+            data_size=data_size,
+            initial_noise=initial_noise,
+            noise=noise,
+            hidden=hidden,
+            width=width,
+            depth=depth,
+            init_scale=list(init_scale),
+            length=length,
+        )
+        self.initial_noise, self.noise, self.length = initial_noise, noise, length
+        self.info: dict = {}
         self.initial = mlp(initial_noise, hidden, width, depth)
         self.func = GANDriftDiffusion(
             hidden, noise, width, depth, drift_final="tanh", diffusion_final="tanh"
@@ -165,6 +179,19 @@ class SDEGenerator(nn.Module):
         bm = GridBrownian(grid, (n_paths, self.noise), generator)
         xs = sdeint(self.func, x0, ts, bm=bm, dt=dt, adjoint=adjoint)
         return time_augment(ts, self.readout(xs.transpose(0, 1)))
+
+    def simulate_normalised(
+        self, batch: int, *, seed: int, step: int, adjoint: bool = True
+    ) -> Tensor:
+        """Training paths for the shared loop; noise a pure function of (seed, step)."""
+        g = torch.Generator(device=self.readout.weight.device)
+        g.manual_seed((seed * 1_000_003 + step * 7919 + 29) % (2**63 - 1))
+        ts = torch.arange(self.length, dtype=self.readout.weight.dtype)
+        return self(ts, batch, generator=g, adjoint=adjoint)[..., 1:]
+
+    def config(self) -> dict:
+        """Constructor arguments (plain JSON types)."""
+        return dict(self._config)
 
 
 def sdegan_step(
@@ -287,15 +314,17 @@ class SDEGANConfig:
 
 
 class SDEGANTrainer:
-    r"""Train an :class:`SDEGenerator` against a :class:`CDEDiscriminator` on a set of paths.
+    r"""Fit an :class:`SDEGenerator` to a set of paths with the shared loop and the sdegan loss.
 
-    Adadelta for both networks with separate learning rates and weight decay, weight clipping
-    after every step, and stochastic weight averaging of both networks from ``swa_start``; the
-    averaged generator is ``self.result()``.
+    The path-law counterpart of ``nsf.calibrate(method="sdegan")`` (which fits the market
+    model to price windows): the same training loop (``_train.train``: NaN guard, SWA from
+    ``swa_start``, Adadelta with weight decay) and the same loss (:class:`SDEGANLoss`: neural
+    CDE discriminator with its own Adadelta learning rate, weight clipping), applied to a
+    generic generator. Missing observations (NaN) are filled by linear interpolation in time.
 
     Args:
-        data: observed paths, NaN where missing (filled by linear interpolation in time).
-        ts: observation times.
+        data: observed paths, NaN where missing.
+        ts: observation times; must be 0, 1, ..., length - 1 (one unit per observation).
         config: the recipe's knobs.
 
     Shape:
@@ -303,82 +332,71 @@ class SDEGANTrainer:
     """
 
     def __init__(self, data: Tensor, ts: Tensor, config: SDEGANConfig | None = None) -> None:
+        from neuralsde_fin._calibrate._sdegan_method import SDEGANLoss
+
         cfg = config or SDEGANConfig()
         cfg.validate()
         if not torch.is_tensor(data) or data.dim() != 3:
             raise ValueError(f"data must be a (n_samples, length, channels) tensor, got {data!r}")
         if data.shape[1] != len(ts):
             raise ValueError(f"data has {data.shape[1]} times but ts has {len(ts)}")
+        if not torch.equal(ts.to(torch.float64), torch.arange(len(ts), dtype=torch.float64)):
+            raise ValueError(f"ts must be 0, 1, ..., {len(ts) - 1}, got {ts.tolist()}")
         self.cfg = cfg
         self.ts = ts.to(data.dtype)
-        torch.manual_seed(cfg.seed)
-        self.rng = torch.Generator(device=data.device).manual_seed(cfg.seed)
-        self.real = time_augment(self.ts, interpolate_missing(data, self.ts))
-        d = data.shape[2]
-        self.generator = SDEGenerator(
-            d,
-            cfg.initial_noise,
-            cfg.noise,
-            cfg.hidden,
-            cfg.width,
-            cfg.depth,
-            init_scale=cfg.init_scale,
-        ).to(dtype=data.dtype, device=data.device)
-        self.discriminator = CDEDiscriminator(d, cfg.hidden, cfg.width, cfg.depth).to(
-            dtype=data.dtype, device=data.device
+        self.real = interpolate_missing(data, self.ts)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.generator = SDEGenerator(
+                data.shape[2],
+                cfg.initial_noise,
+                cfg.noise,
+                cfg.hidden,
+                cfg.width,
+                cfg.depth,
+                init_scale=cfg.init_scale,
+                length=len(ts),
+            ).to(dtype=data.dtype, device=data.device)
+        self.loss = SDEGANLoss(
+            hidden=cfg.hidden,
+            width=cfg.width,
+            depth=cfg.depth,
+            d_lr=cfg.d_lr,
+            weight_decay=cfg.weight_decay,
+            lipschitz=cfg.lipschitz,
+            gp_coeff=cfg.gp_coeff,
         )
-        self.g_opt = torch.optim.Adadelta(
-            self.generator.parameters(), lr=cfg.g_lr, weight_decay=cfg.weight_decay
-        )
-        self.d_opt = torch.optim.Adadelta(
-            self.discriminator.parameters(), lr=cfg.d_lr, weight_decay=cfg.weight_decay
-        )
-        self.avg_generator = AveragedModel(self.generator)
-        self.avg_discriminator = AveragedModel(self.discriminator)
-        self.step_count = 0
         self.losses: list[float] = []
 
-    def _batch(self) -> Tensor:
-        idx = torch.randint(
-            0, self.real.shape[0], (self.cfg.batch,), generator=self.rng, device=self.real.device
-        )
-        return self.real[idx]
+    def train(self, *, progress: bool = False) -> list[float]:
+        """Run ``config.steps`` steps of the shared loop; return the per-step losses."""
+        from neuralsde_fin._calibrate._train import train
 
-    def train(self, steps: int | None = None) -> list[float]:
-        """Run ``steps`` (default: the rest of ``config.steps``) steps; return their losses."""
-        n = self.cfg.steps - self.step_count if steps is None else steps
-        swa_from = int(self.cfg.swa_start * self.cfg.steps)
-        out = []
-        for _ in range(n):
-            loss = sdegan_step(
-                self.generator,
-                self.discriminator,
-                self._batch(),
-                self.ts,
-                self.g_opt,
-                self.d_opt,
-                lipschitz=self.cfg.lipschitz,
-                gp_coeff=self.cfg.gp_coeff,
-                rng=self.rng,
-            )
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"SDE-GAN loss became {loss} at step {self.step_count}")
-            self.step_count += 1
-            if self.step_count > swa_from:
-                self.avg_generator.update_parameters(self.generator)
-                self.avg_discriminator.update_parameters(self.discriminator)
-            out.append(loss)
-        self.losses += out
-        return out
+        cfg = self.cfg
+        train(
+            self.generator,
+            self.loss,
+            self.real,
+            steps=cfg.steps,
+            batch=cfg.batch,
+            lr=cfg.g_lr,
+            seed=cfg.seed,
+            optimizer="adadelta",
+            swa=cfg.swa_start < 1.0,
+            swa_start=cfg.swa_start,
+            progress=progress,
+            adjoint=True,
+            weight_decay=cfg.weight_decay,
+        )
+        self.losses = list(self.generator.info.get("history", []))
+        return self.losses
 
     def result(self) -> SDEGenerator:
-        """The trained generator: the SWA average once averaging has started."""
-        if int(self.avg_generator.n_averaged) > 0:
-            return self.avg_generator.module
+        """The trained generator (SWA-averaged weights after :meth:`train`)."""
         return self.generator
 
     @torch.no_grad()
     def sample(self, n_paths: int, *, seed: int = 0) -> Tensor:
-        """``n_paths`` generated paths (without the time channel) from :meth:`result`."""
+        """``n_paths`` generated paths (without the time channel)."""
         g = torch.Generator(device=self.real.device).manual_seed(seed)
-        return self.result()(self.ts, n_paths, dt=self.cfg.dt, generator=g)[..., 1:]
+        return self.generator(self.ts, n_paths, dt=self.cfg.dt, generator=g)[..., 1:]

@@ -4,11 +4,15 @@ The shared training loop (``_train.py``) simulates the market model's normalised
 asks the loss for a generator objective; an adversarial loss updates its own parameters in the
 hook ``before_generator_step``. For the SDE-GAN:
 
-* ``before_generator_step(fake, real)``: one discriminator update on the Wasserstein critic
-  loss  mean D(fake) - mean D(real)  (+ gp_coeff x gradient penalty when ``lipschitz="gp"``),
-  Adadelta with its own learning rate and weight decay, then weight clipping (default);
-* ``forward(fake, real)``: the generator's loss  -mean D(fake), whose gradient reaches the
-  generated paths through the discriminator's CDE solve (reversible-Heun adjoint).
+* ``forward(fake, real)``: the generator's objective  -(mean D(fake) - mean D(real)), real and
+  generated windows scored in one batched CDE solve (reversible-Heun adjoint, so the gradient
+  reaches the generated paths). Its backward pass also leaves the gradient of the critic loss
+  mean D(fake) - mean D(real) (with the opposite sign) on the discriminator's parameters: one
+  pass serves both networks, as in torchsde's sde_gan example;
+* ``before_generator_step(fake, real)``: the discriminator's update from those gradients
+  (Adadelta with its own learning rate and weight decay), then weight clipping. With the
+  gradient penalty (``lipschitz="gp"``) the critic gets its own pass on detached fakes instead,
+  and the generator's objective is -mean D(fake).
 
 Paths are time-augmented (t = 0, 1, ..., one unit per observation) and NaN observations in the
 real windows are filled by linear interpolation in time before the CDE.
@@ -120,36 +124,53 @@ class SDEGANLoss(Loss):
         return time_augment(ts, interpolate_missing(paths, ts))
 
     def before_generator_step(self, fake_paths: Tensor, real_paths: Tensor) -> None:
-        """One discriminator update on detached fakes and real windows, then clipping."""
+        """The discriminator update, before the generator's loss is evaluated.
+
+        With weight clipping (default) this applies the discriminator gradients left by the
+        previous step's backward pass (one pass serves both networks, as in torchsde's
+        example), then clips. With the gradient penalty it runs a separate critic pass on the
+        detached fakes and real windows.
+        """
         if self.disc is None:
             self._build(fake_paths.shape[-1], fake_paths)
-        fake = self._augment(fake_paths.detach())
-        real = self._augment(real_paths)
-        b = fake.shape[0]
-        with torch.enable_grad():
-            scores = self.disc(torch.cat([fake, real], dim=0))
-            critic = scores[:b].mean() - scores[b:].mean()
-            if self._config["lipschitz"] == "gp":
+        params = list(self.disc.parameters())
+        if self._config["lipschitz"] == "gp":
+            fake = self._augment(fake_paths.detach())
+            real = self._augment(real_paths)
+            b = fake.shape[0]
+            with torch.enable_grad():
+                scores = self.disc(torch.cat([fake, real], dim=0))
+                critic = scores[:b].mean() - scores[b:].mean()
                 critic = critic + self._config["gp_coeff"] * gradient_penalty(self.disc, real, fake)
-            self.d_opt.zero_grad(set_to_none=True)
-            critic.backward()
-        if all(
-            p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.disc.parameters()
-        ):
+                self.d_opt.zero_grad(set_to_none=True)
+                critic.backward()
+        elif all(p.grad is None for p in params):
+            return  # first step: no pass has been made yet
+        else:
+            for p in params:  # the pass minimised the generator's objective: flip for the critic
+                if p.grad is not None:
+                    p.grad.neg_()
+        if all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None):
             self.d_opt.step()
         self.d_opt.zero_grad(set_to_none=True)
         if self._config["lipschitz"] == "clip":
             clip_weights(self.disc)
 
     def forward(self, fake_paths: Tensor, real_paths: Tensor) -> Tensor:
-        """The generator's loss, -mean D(fake).
+        """The generator's objective.
 
-        Its backward also leaves gradients on the discriminator's parameters; they are unused
-        (the hook clears them before the next discriminator update).
+        With clipping: -(mean D(fake) - mean D(real)), real and fake scored in one batched CDE
+        solve; its backward also leaves the discriminator's gradients, which the next
+        ``before_generator_step`` applies. With the gradient penalty: -mean D(fake).
         """
         if self.disc is None:
             self._build(fake_paths.shape[-1], fake_paths)
-        return -self.disc(self._augment(fake_paths)).mean()
+        fake = self._augment(fake_paths)
+        if self._config["lipschitz"] == "gp":
+            return -self.disc(fake).mean()
+        b = fake.shape[0]
+        scores = self.disc(torch.cat([fake, self._augment(real_paths)], dim=0))
+        return scores[b:].mean() - scores[:b].mean()
 
     # ------------------------------------------------------------- checkpointing
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -159,7 +180,10 @@ class SDEGANLoss(Loss):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def training_state(self) -> dict[str, Any]:
-        return {} if self.d_opt is None else {"d_opt": self.d_opt.state_dict()}
+        if self.d_opt is None:
+            return {}
+        grads = [None if p.grad is None else p.grad.detach().cpu() for p in self.disc.parameters()]
+        return {"d_opt": self.d_opt.state_dict(), "d_grads": grads}
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         if "d_opt" in state:
@@ -167,3 +191,6 @@ class SDEGANLoss(Loss):
                 self._pending_opt_state = state["d_opt"]
             else:
                 self.d_opt.load_state_dict(state["d_opt"])
+        if self.disc is not None and "d_grads" in state:
+            for p, g in zip(self.disc.parameters(), state["d_grads"]):
+                p.grad = None if g is None else g.to(dtype=p.dtype, device=p.device)

@@ -191,7 +191,7 @@ def test_training_steps_finite_parameters_move_clipping_holds(lipschitz):
         assert disc.readout.weight.abs().max() <= 1.0
 
 
-def test_trainer_fills_missing_data_and_averages():
+def test_trainer_fills_missing_data_and_trains_on_the_shared_loop():
     g = torch.Generator().manual_seed(0)
     data = 0.3 * torch.randn(200, 12, 1, generator=g).cumsum(1)
     data[torch.rand(data.shape, generator=g) < 0.3] = float("nan")
@@ -199,9 +199,11 @@ def test_trainer_fills_missing_data_and_averages():
     cfg = SDEGANConfig(hidden=6, width=6, batch=32, steps=4, swa_start=0.5, g_lr=0.05, d_lr=0.05)
     tr = SDEGANTrainer(data, torch.arange(12.0), cfg)
     assert not torch.isnan(tr.real).any()
+    before = [p.detach().clone() for p in tr.generator.parameters()]
     losses = tr.train()
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
-    assert int(tr.avg_generator.n_averaged) == 2  # steps 3 and 4 (after the halfway point)
+    assert any(not torch.equal(p, q) for p, q in zip(tr.generator.parameters(), before))
+    assert tr.loss.disc is not None  # the shared loop ran the sdegan loss
     out = tr.sample(10, seed=1)
     assert out.shape == (10, 12, 1) and torch.isfinite(out).all()
     assert torch.equal(out, tr.sample(10, seed=1))

@@ -40,23 +40,47 @@ def test_registered_with_gan_defaults():
         get_loss("sdegan", lipschitz="spectral")
 
 
-def test_hook_updates_discriminator_and_loss_reaches_fake_paths():
+def test_one_pass_serves_both_networks():
+    """forward's backward leaves the critic's gradients (negated); the hook applies them."""
     torch.manual_seed(0)
     loss = get_loss("sdegan", d_lr=0.5, **TINY_D)
     fake = (0.5 * torch.randn(16, 9, 2).cumsum(1)).requires_grad_(True)
     real = torch.randn(16, 9, 2).cumsum(1)
     real[3, 4, 1] = float("nan")  # missing observations are interpolated
-    loss.before_generator_step(fake.detach(), real)
-    before = [p.detach().clone() for p in loss.disc.parameters()]
-    loss.before_generator_step(fake.detach(), real)
-    assert any(not torch.equal(p, q) for p, q in zip(loss.disc.parameters(), before))
-    for m in loss.disc.func.unfused().modules():
-        if isinstance(m, torch.nn.Linear):
-            assert m.weight.abs().max() <= 1.0 / m.out_features + 1e-7
+    loss.before_generator_step(fake.detach(), real)  # first step: nothing to apply yet
     value = loss(fake, real)
     assert torch.isfinite(value)
     value.backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
+    # the critic's own gradient of mean D(fake) - mean D(real), computed separately
+    ref = loss._augment(fake.detach()), loss._augment(real)
+    params = list(loss.disc.parameters())
+    critic = loss.disc(ref[0]).mean() - loss.disc(ref[1]).mean()
+    want = torch.autograd.grad(critic, params, allow_unused=True)
+    for p, w in zip(params, want):
+        if w is not None:
+            assert torch.allclose(-p.grad, w, rtol=1e-4, atol=1e-6)
+    before = [p.detach().clone() for p in params]
+    loss.before_generator_step(fake.detach(), real)
+    assert any(not torch.equal(p, q) for p, q in zip(params, before))
+    assert all(p.grad is None for p in params)
+    for m in loss.disc.func.unfused().modules():
+        if isinstance(m, torch.nn.Linear):
+            assert m.weight.abs().max() <= 1.0 / m.out_features + 1e-7
+
+
+def test_gradient_penalty_mode_updates_in_the_hook():
+    torch.manual_seed(0)
+    loss = get_loss("sdegan", d_lr=0.5, lipschitz="gp", **TINY_D)
+    fake = (0.5 * torch.randn(8, 7, 1).cumsum(1)).requires_grad_(True)
+    real = torch.randn(8, 7, 1).cumsum(1)
+    loss.before_generator_step(fake.detach(), real)
+    before = [p.detach().clone() for p in loss.disc.parameters()]
+    loss.before_generator_step(fake.detach(), real)
+    assert any(not torch.equal(p, q) for p, q in zip(loss.disc.parameters(), before))
+    value = loss(fake, real)
+    value.backward()
+    assert torch.isfinite(value) and fake.grad.abs().sum() > 0
 
 
 def test_calibrate_sdegan_small_run():
