@@ -8,6 +8,8 @@ from __future__ import annotations
 from neuralsde_fin import data
 from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
+from neuralsde_fin._calibrate._discriminator import CDEDiscriminator
+from neuralsde_fin._calibrate._sdegan_method import SDEGANLoss
 from neuralsde_fin._distributed import combine_shards, sample_shard, shard_range
 from neuralsde_fin._errors import CheckpointError, DataError
 from neuralsde_fin._evaluate import (
@@ -78,9 +80,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BASELINES",
-    "BASELINES",
     "GBM",
-    "GBM",
+    "LOSSES",
     "LOSSES",
     "SOLVERS",
     "SOLVERS",
@@ -90,6 +91,7 @@ __all__ = [
     "BarrierPut",
     "BasketCall",
     "BasketPut",
+    "CDEDiscriminator",
     "CDEFunc",
     "CheckpointError",
     "DataError",
@@ -111,6 +113,7 @@ __all__ = [
     "Option",
     "PriceResult",
     "RiskResult",
+    "SDEGANLoss",
     "Scenarios",
     "VirtualBrownianTree",
     "asian_payoff",

@@ -53,10 +53,12 @@ def _batch_indices(n: int, batch: int, seed: int, step: int, device) -> Tensor:
     return torch.randint(n, (batch,), generator=g).to(device)
 
 
-def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.Adadelta(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
 
 
 def _finite(t: Tensor) -> bool:
@@ -119,6 +121,7 @@ def train(
     grad_clip: float | None = None,
     callback: Callable[[int, float], None] | None = None,
     run_config: dict[str, Any] | None = None,
+    weight_decay: float = 0.0,
 ) -> MarketModel:
     """Fit ``model`` to the normalised real windows ``real`` by minimising ``loss``.
 
@@ -143,6 +146,7 @@ def train(
         grad_clip: clip the gradient norm to this (None: no clipping).
         callback: called as ``callback(step, loss)`` after every completed step.
         run_config: plain-JSON description of the run; a resumed run must match it.
+        weight_decay: L2 weight decay of the generator's optimiser.
 
     Returns:
         The trained model (SWA-averaged weights when ``swa``).
@@ -151,7 +155,7 @@ def train(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     run_json = json.dumps(run_config or {}, sort_keys=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(optimizer, params, lr)
+    opt = _make_optimizer(optimizer, params, lr, weight_decay)
     swa_from = int(math.floor(swa_start * steps)) if swa else steps + 1
     avg: list[Tensor] | None = None
     n_avg = 0

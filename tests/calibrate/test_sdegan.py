@@ -1,0 +1,219 @@
+"""SDE-GAN pieces: NaN filling, CDE discriminator, Lipschitz control, fast fields, training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neuralsde_fin._calibrate._discriminator import (
+    CDEDiscriminator,
+    clip_weights,
+    gradient_penalty,
+    interpolate_missing,
+    time_augment,
+)
+from neuralsde_fin._calibrate._ganfields import GANCDEFunc, GANDriftDiffusion
+from neuralsde_fin._calibrate._sdegan import (
+    GridBrownian,
+    SDEGANConfig,
+    SDEGANTrainer,
+    SDEGenerator,
+    sdegan_step,
+)
+from neuralsde_fin._solvers import CDEFunc, MLPDriftDiffusion, cdeint, sdeint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _grads(out, inputs):
+    gs = torch.autograd.grad(out, inputs, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(gs, inputs)]
+
+
+def test_interpolate_missing_matches_torchcde():
+    torchcde = pytest.importorskip("torchcde")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 20, 3, generator=g, dtype=torch.float64)
+    drop = torch.rand(x.shape, generator=g) < 0.3
+    drop[:, 0, 0] = True  # a leading gap
+    drop[:, -3:, 1] = True  # a trailing gap
+    drop[0, :, 2] = True
+    drop[0, 7, 2] = False  # a single observation in a channel
+    x[drop] = float("nan")
+    ts = torch.linspace(0.0, 3.0, 20, dtype=torch.float64) ** 2  # irregular times
+    ours = interpolate_missing(x, ts)
+    peer = torchcde.linear_interpolation_coeffs(x, t=ts)
+    assert not torch.isnan(ours).any()
+    assert torch.equal(ours[~drop], x[~drop])
+    err = (ours - peer).abs().max().item()
+    print("max |ours - torchcde| =", err)
+    assert err < 1e-12
+
+
+def test_interpolate_missing_rejects_empty_channel_and_passes_complete_data():
+    x = torch.randn(3, 5, 2)
+    assert interpolate_missing(x) is x
+    x[1, :, 1] = float("nan")
+    with pytest.raises(ValueError, match="path 1, channel 1"):
+        interpolate_missing(x)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_gan_fields_equal_core_fields(depth):
+    torch.manual_seed(0)
+    dt = torch.float64
+    a = GANCDEFunc(5, 3, 8, depth).to(dt)
+    b = CDEFunc(5, 3, 8, depth).to(dt)
+    b.load_state_dict(a.state_dict())
+    X = torch.randn(4, 10, 3, dtype=dt, requires_grad=True)
+    h0 = torch.randn(4, 5, dtype=dt)
+    for adjoint in (True, False):
+        ha, hb = cdeint(a, h0, X, adjoint=adjoint), cdeint(b, h0, X, adjoint=adjoint)
+        assert (ha - hb).abs().max() < 1e-12
+        ga = _grads(ha.pow(2).sum(), [X, *a.parameters()])
+        gb = _grads(hb.pow(2).sum(), [X, *b.parameters()])
+        for u, v in zip(ga, gb):
+            assert torch.allclose(u, v, rtol=1e-10, atol=1e-12)
+    a = GANDriftDiffusion(4, 3, 8, depth, drift_final="tanh", diffusion_final="tanh").to(dt)
+    b = MLPDriftDiffusion(4, 3, 8, depth, drift_final="tanh", diffusion_final="tanh").to(dt)
+    b.load_state_dict(a.state_dict())
+    y0 = torch.randn(6, 4, dtype=dt, requires_grad=True)
+    ts = torch.arange(9.0, dtype=dt)
+    bm = GridBrownian(ts, (6, 3), torch.Generator().manual_seed(1))
+    for adjoint in (True, False):
+        ya = sdeint(a, y0, ts, bm=bm, adjoint=adjoint)
+        yb = sdeint(b, y0, ts, bm=bm, adjoint=adjoint)
+        assert (ya - yb).abs().max() < 1e-12
+        ga = _grads(ya.pow(2).sum(), [y0, *a.parameters()])
+        gb = _grads(yb.pow(2).sum(), [y0, *b.parameters()])
+        for u, v in zip(ga, gb):
+            assert torch.allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_grid_brownian_replays_increments():
+    ts = torch.arange(6.0) * 0.5
+    bm = GridBrownian(ts, (1000, 2), torch.Generator().manual_seed(0))
+    assert torch.equal(bm.increments(ts[2:5]), bm.dw[2:4])
+    assert torch.allclose(bm(ts[1], ts[4]), bm.dw[1:4].sum(0))
+    # increments are N(0, dt): sample variance within 4 standard errors of 0.5
+    var = bm.dw.var().item()
+    se = 0.5 * math.sqrt(2 / bm.dw.numel())
+    print("variance", var, "se", se)
+    assert abs(var - 0.5) < 4 * se
+
+
+def test_discriminator_gradients_reach_path_adjoint_equals_backprop():
+    torch.manual_seed(0)
+    disc = CDEDiscriminator(2, hidden=6, width=8, depth=2).double()
+    ts = torch.arange(12.0, dtype=torch.float64)
+    X = time_augment(ts, torch.randn(5, 12, 2, dtype=torch.float64)).requires_grad_(True)
+    params = list(disc.parameters())
+    s_adj = disc(X)
+    g_adj = _grads(s_adj.sum(), [X, *params])
+    s_bp = disc(X, adjoint=False)
+    g_bp = _grads(s_bp.sum(), [X, *params])
+    assert s_adj.shape == (5,)
+    assert torch.allclose(s_adj, s_bp, rtol=1e-12, atol=1e-12)
+    assert g_adj[0][:, :, 1:].abs().sum() > 0  # gradient reaches the generated values
+    for u, v in zip(g_adj, g_bp):
+        assert torch.allclose(u, v, rtol=1e-8, atol=1e-12)
+
+
+def test_clip_weights_matches_clipping_the_plain_layers():
+    torch.manual_seed(0)
+    disc = CDEDiscriminator(1, hidden=4, width=8, depth=2)
+    with torch.no_grad():
+        for p in disc.parameters():
+            p.mul_(10.0)
+    plain = disc.func.unfused()
+    clip_weights(disc)
+    clip_weights(plain)  # the conventional nn.Linear clipping of the torchsde example
+    for m in disc.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert m.weight.abs().max() <= 1.0 / m.out_features
+    fresh = disc.func.unfused()
+    for p, q in zip(plain.parameters(), fresh.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_gradient_penalty_is_the_wgan_gp_term():
+    torch.manual_seed(0)
+    disc = CDEDiscriminator(1, hidden=4, width=8, depth=1).double()
+    ts = torch.arange(8.0, dtype=torch.float64)
+    real = time_augment(ts, torch.randn(6, 8, 1, dtype=torch.float64))
+    fake = time_augment(ts, torch.randn(6, 8, 1, dtype=torch.float64))
+    torch.manual_seed(5)
+    gp = gradient_penalty(disc, real, fake)
+    torch.manual_seed(5)
+    alpha = torch.rand(6, 1, 1, dtype=torch.float64)
+    xhat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (gx,) = torch.autograd.grad(disc(xhat).sum(), xhat)
+    want = (gx.reshape(6, -1).norm(dim=1) - 1).pow(2).mean()
+    assert torch.allclose(gp, want, rtol=1e-10)
+    gp.backward()  # double backward reaches the discriminator's parameters
+    assert disc.func.net.in_weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("lipschitz", ["clip", "gp"])
+def test_training_steps_finite_parameters_move_clipping_holds(lipschitz):
+    torch.manual_seed(0)
+    ts = torch.arange(16.0)
+    gen = SDEGenerator(1, hidden=8, width=8, depth=1)
+    disc = CDEDiscriminator(1, hidden=8, width=8, depth=1)
+    clip_weights(disc)
+    real = time_augment(ts, 0.3 * torch.randn(64, 16, 1).cumsum(1))
+    g_opt = torch.optim.Adadelta(gen.parameters(), lr=0.05, weight_decay=0.01)
+    d_opt = torch.optim.Adadelta(disc.parameters(), lr=0.05, weight_decay=0.01)
+    g_before = [p.detach().clone() for p in gen.parameters()]
+    d_before = [p.detach().clone() for p in disc.parameters()]
+    rng = torch.Generator().manual_seed(0)
+    losses = [
+        sdegan_step(gen, disc, real, ts, g_opt, d_opt, lipschitz=lipschitz, rng=rng)
+        for _ in range(3)
+    ]
+    print("losses", losses)
+    assert all(math.isfinite(v) for v in losses)
+    assert any(not torch.equal(p, q) for p, q in zip(gen.parameters(), g_before))
+    assert any(not torch.equal(p, q) for p, q in zip(disc.parameters(), d_before))
+    if lipschitz == "clip":
+        for m in disc.func.unfused().modules():
+            if isinstance(m, torch.nn.Linear):
+                assert m.weight.abs().max() <= 1.0 / m.out_features + 1e-7
+        assert disc.readout.weight.abs().max() <= 1.0
+
+
+def test_trainer_fills_missing_data_and_trains_on_the_shared_loop():
+    g = torch.Generator().manual_seed(0)
+    data = 0.3 * torch.randn(200, 12, 1, generator=g).cumsum(1)
+    data[torch.rand(data.shape, generator=g) < 0.3] = float("nan")
+    data[:, 0] = 0.0
+    cfg = SDEGANConfig(hidden=6, width=6, batch=32, steps=4, swa_start=0.5, g_lr=0.05, d_lr=0.05)
+    tr = SDEGANTrainer(data, torch.arange(12.0), cfg)
+    assert not torch.isnan(tr.real).any()
+    before = [p.detach().clone() for p in tr.generator.parameters()]
+    losses = tr.train()
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert any(not torch.equal(p, q) for p, q in zip(tr.generator.parameters(), before))
+    assert tr.loss.disc is not None  # the shared loop ran the sdegan loss
+    out = tr.sample(10, seed=1)
+    assert out.shape == (10, 12, 1) and torch.isfinite(out).all()
+    assert torch.equal(out, tr.sample(10, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [("batch", 0), ("g_lr", -1.0), ("d_lr", float("nan")), ("swa_start", 1.5), ("lipschitz", "x")],
+)
+def test_config_rejects_bad_knobs(knob, value):
+    cfg = SDEGANConfig(**{knob: value})
+    with pytest.raises(ValueError, match=knob):
+        cfg.validate()
