@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from neuralsde_fin._brownian import counter_normal
 from neuralsde_fin._calibrate._discriminator import (
     CDEDiscriminator,
     clip_weights,
@@ -45,6 +46,10 @@ __all__ = [
     "SDEGenerator",
     "sdegan_step",
 ]
+
+
+#: Streams of the counter-based noise of ``SDEGenerator.simulate_normalised``.
+_STREAM_V, _STREAM_W = 71, 72
 
 
 class GridBrownian:
@@ -73,6 +78,15 @@ class GridBrownian:
             (len(grid) - 1, *shape), dtype=grid.dtype, device=grid.device, generator=generator
         ) * dts.sqrt().view(-1, 1, 1)
         self._index = {round(float(t), 9): i for i, t in enumerate(grid.tolist())}
+
+    @classmethod
+    def from_increments(cls, grid: Tensor, dw: Tensor) -> GridBrownian:
+        """Replay given increments ``dw`` of shape (len(grid) - 1, batch, noise) on ``grid``."""
+        self = cls.__new__(cls)
+        self.shape = tuple(dw.shape[1:])
+        self.t0, self.dt, self.dw = float(grid[0]), float(grid[1] - grid[0]), dw
+        self._index = {round(float(t), 9): i for i, t in enumerate(grid.tolist())}
+        return self
 
     def increments(self, times: Tensor) -> Tensor:
         lo = self._index[round(float(times[0]), 9)]
@@ -163,12 +177,21 @@ class SDEGenerator(nn.Module):
         dt: float | None = None,
         generator: torch.Generator | None = None,
         adjoint: bool = True,
+        noise: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Sample ``n_paths`` time-augmented paths on ``ts`` (reversible Heun, step ``dt``)."""
+        """Sample ``n_paths`` time-augmented paths on ``ts`` (reversible Heun, step ``dt``).
+
+        ``noise=(v, dw)`` gives the initial noise (n_paths, initial_noise) and the grid's
+        Brownian increments (n_steps, n_paths, noise); otherwise both are drawn from
+        ``generator``.
+        """
         p = self.readout.weight
-        v = torch.randn(
-            n_paths, self.initial_noise, dtype=p.dtype, device=p.device, generator=generator
-        )
+        if noise is None:
+            v = torch.randn(
+                n_paths, self.initial_noise, dtype=p.dtype, device=p.device, generator=generator
+            )
+        else:
+            v = noise[0]
         x0 = self.initial(v)
         ts = ts.to(dtype=p.dtype, device=p.device)
         if dt is None:
@@ -176,18 +199,35 @@ class SDEGenerator(nn.Module):
         else:
             n = round(float(ts[-1] - ts[0]) / dt)
             grid = ts[0] + dt * torch.arange(n + 1, dtype=p.dtype, device=p.device)
-        bm = GridBrownian(grid, (n_paths, self.noise), generator)
+        if noise is None:
+            bm = GridBrownian(grid, (n_paths, self.noise), generator)
+        else:
+            bm = GridBrownian.from_increments(grid, noise[1])
         xs = sdeint(self.func, x0, ts, bm=bm, dt=dt, adjoint=adjoint)
         return time_augment(ts, self.readout(xs.transpose(0, 1)))
 
     def simulate_normalised(
-        self, batch: int, *, seed: int, step: int, adjoint: bool = True
+        self, batch: int, *, seed: int, step: int, adjoint: bool = True, path_offset: int = 0
     ) -> Tensor:
-        """Training paths for the shared loop; noise a pure function of (seed, step)."""
-        g = torch.Generator(device=self.readout.weight.device)
-        g.manual_seed((seed * 1_000_003 + step * 7919 + 29) % (2**63 - 1))
-        ts = torch.arange(self.length, dtype=self.readout.weight.dtype)
-        return self(ts, batch, generator=g, adjoint=adjoint)[..., 1:]
+        """Training paths for the shared loop, global path ids ``path_offset + [0, batch)``.
+
+        The noise is counter-based, a pure function of (seed, step, path id, time, channel), so
+        ranks simulating disjoint path-id ranges reproduce a single process's batch.
+        """
+        p = self.readout.weight
+        dev, dtype = p.device, p.dtype
+        ids = torch.arange(path_offset, path_offset + batch, device=dev)
+        v = counter_normal(
+            seed, _STREAM_V, step, ids[:, None], torch.arange(self.initial_noise, device=dev),
+            dtype=dtype, device=dev,
+        )
+        k = torch.arange(self.length - 1, device=dev)[:, None, None]
+        dw = counter_normal(  # unit time steps: the increments are standard normals
+            seed, _STREAM_W, step, k, ids[None, :, None], torch.arange(self.noise, device=dev),
+            dtype=dtype, device=dev,
+        )
+        ts = torch.arange(self.length, dtype=dtype, device=dev)
+        return self(ts, batch, adjoint=adjoint, noise=(v, dw))[..., 1:]
 
     def config(self) -> dict:
         """Constructor arguments (plain JSON types)."""
