@@ -3,7 +3,9 @@
 Cases (medians over interleaved repeats; ratio = peer_s / ours_s, > 1 means we are faster):
 
 (a) sampling: 4096 paths x 252 steps, state 32, noise 8 (general), drift and diffusion MLPs
-    64 wide x 2 hidden layers with time input, reversible Heun, dt = 1/252, no grad.
+    64 wide x 2 hidden layers with time input, reversible Heun, dt = 1/252, no grad; ours
+    twice: the eager fast path, and with the opt-in compiled step (NEURALSDE_FIN_COMPILE=1,
+    compilation timed separately and excluded).
 (b) training step: forward + adjoint backward at batch 1024 (torchsde: sdeint_adjoint with
     method="reversible_heun", adjoint_method="adjoint_reversible_heun").
 (d) efficiency: achieved GFLOP/s (matmul FLOPs of the vector fields) against this machine's
@@ -17,6 +19,7 @@ Run: ``python benchmarks/bench_solvers.py [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -120,6 +123,7 @@ def main() -> None:
     print(f"# ours: Brownian = {bm_note}; torchsde: BrownianInterval")
 
     # (a) sampling
+    compile_flag = os.environ.get("NEURALSDE_FIN_COMPILE", "")
     batch = 4096
     y0 = torch.randn(batch, STATE)
     bm_a = our_bm(batch, 0)
@@ -127,6 +131,13 @@ def main() -> None:
     def ours_a():
         with torch.no_grad():
             nsf.sdeint(model, y0, ts, bm=bm_a, dt=DT, seed=0)
+
+    def ours_ac():  # the same with the opt-in compiled sampling step (NEURALSDE_FIN_COMPILE=1)
+        os.environ["NEURALSDE_FIN_COMPILE"] = "1"
+        try:
+            ours_a()
+        finally:
+            os.environ["NEURALSDE_FIN_COMPILE"] = compile_flag
 
     def peer_a():
         with torch.no_grad():
@@ -155,10 +166,13 @@ def main() -> None:
         )
         ys.pow(2).mean().backward()
 
+    t0 = time.perf_counter()
+    ours_ac()
+    print(f"# (a) compiled step: first call (compilation) {time.perf_counter() - t0:.1f} s")
     for fn in (ours_a, peer_a, ours_b, peer_b):  # warm up
         fn()
-    keys = ("ours_a", "peer_a", "ours_b", "peer_b")
-    fns = dict(zip(keys, (ours_a, peer_a, ours_b, peer_b)))
+    keys = ("ours_a", "ours_ac", "peer_a", "ours_b", "peer_b")
+    fns = dict(zip(keys, (ours_a, ours_ac, peer_a, ours_b, peer_b)))
     wall: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
     peaks = []
@@ -175,6 +189,7 @@ def main() -> None:
     print("case, ours_s, peer_s, ratio")
     for label, a, b in (
         ("(a) sample 4096x252", "ours_a", "peer_a"),
+        ("(a) sample 4096x252 compiled step", "ours_ac", "peer_a"),
         ("(b) fwd+adjoint 1024x252", "ours_b", "peer_b"),
     ):
         print(f"{label} wall, {med[a]:.3f}, {med[b]:.3f}, {med[b] / med[a]:.2f}")
@@ -187,6 +202,7 @@ def main() -> None:
     print(f"# (d) fp32 matmul peak {peak:.1f} GFLOP/s (torch.mm 2048^2, median)")
     for name, fl, key in (
         ("(a) ours", fa, "ours_a"),
+        ("(a) ours, compiled step", fa, "ours_ac"),
         ("(a) torchsde", fa, "peer_a"),
         ("(b) ours", fb_ours, "ours_b"),
         ("(b) torchsde", fb_peer, "peer_b"),

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._solvers._base import Solver, register
+from neuralsde_fin._solvers._compiled import compiled_step
 
 
 def forward_steps(
@@ -116,6 +117,23 @@ class ReversibleHeun(Solver):
                 if k is not None:
                     out[k] = y
 
+        compiled = None if track else compiled_step(vf, y0)
+        if compiled is not None:
+            _compiled_steps(compiled, y0, tlist, dts, dws, save)
+            return out
         f0, g0 = vf.f_and_g(tlist[0], y0)
         forward_steps(vf, (y0, y0, f0, vf.prod(g0, dws[0])), tlist, dts, 0, dws, None, save)
         return torch.stack(outs) if track else out
+
+
+def _compiled_steps(compiled, y0, tlist, dts, dws, save) -> None:
+    """The no-autograd step loop through the compiled step of ``_compiled.py``."""
+    step, first = compiled
+    f, gdw = first(tlist[0], y0, dws[0])
+    y, z = y0, y0.clone()  # distinct tensors: aliasing would be one more compiled variant
+    # every dW (and the zero after the last) a view of one tensor: one compiled variant
+    dwx = torch.cat([dws, torch.zeros_like(dws[:1])])
+    dt_t = [torch.tensor(dt, dtype=y0.dtype, device=y0.device) for dt in dts]
+    for n in range(dws.shape[0]):
+        y, z, f, gdw = step(y, z, f, gdw, tlist[n + 1], dt_t[n], dwx[n], dwx[n + 1])
+        save(n + 1, y)

@@ -1,0 +1,173 @@
+"""Opt-in ``torch.compile`` of the sampling step of the package's fused neural SDE fields.
+
+With ``NEURALSDE_FIN_COMPILE=1`` in the environment, a reversible Heun solve of an
+:class:`MLPDriftDiffusion` without autograd (sampling: ``torch.no_grad()``) runs each step
+
+    z1 = 2 y - z + f dt + g dW
+    f1, g1 = f(t + dt, z1), g(t + dt, z1)
+    y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
+
+as one compiled graph: Inductor fuses the time bias, LipSwish, the g dW contractions and the
+update into a few C++ / Triton kernels around the GEMMs. On this 2-core machine that is about
+10-15% faster per step than the eager fast path; compiling costs about 5 s once per process,
+architecture and batch shape, so it pays for long sampling jobs (many chunks), not for one small
+solve, which is why it is opt-in. Autograd solves (training, the adjoint) are never
+compiled. If compilation fails (no C++ compiler, unsupported device), one warning is issued and
+the eager path is used for the rest of the process.
+
+The compiled module holds its own copy of the folded weights, refreshed in place before every solve
+(the graph reads them as inputs), so models of one architecture share one compilation and a model
+that keeps training is sampled with its current weights without recompiling. Inductor's weight
+freezing (MKL packed-weight linears) was measured too and gave no further gain here, so it is not
+used.
+
+References:
+    Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
+    arXiv:2105.13493 (reversible Heun).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["compiled_step", "enabled"]
+
+_failed = False
+_cache: dict[tuple, tuple[nn.Module, object]] = {}
+
+
+def enabled() -> bool:
+    """Whether sampling steps are compiled: ``NEURALSDE_FIN_COMPILE=1`` and no earlier failure."""
+    return os.environ.get("NEURALSDE_FIN_COMPILE", "").strip() == "1" and not _failed
+
+
+class _Step(nn.Module):
+    """One reversible Heun step of a fused drift / diffusion MLP pair (no autograd).
+
+    Holds the field's folded weights (LipSwish scale already in the next layer) as ``Linear``
+    layers; ``load`` copies them from the evaluator's tensors.
+
+    Shape:
+        y, z, f, gdw: (batch, d); t1, dt: (); dw, dw_next: (batch, m) (general noise, g is held
+        noise-major as (batch, m, d)) or (batch, d) (diagonal noise).
+    """
+
+    def __init__(self, field, like: Tensor) -> None:
+        super().__init__()
+        in_w = field.tensors[0]
+        hid_w = field.tensors[3]
+        d_in, kw = in_w.shape
+        self.width, self.n_hidden = field.width, hid_w.shape[0]
+        self.diagonal = field.diagonal
+        self.shape_g = field.shape_g
+        self.finals = field.finals
+        kwargs = {"dtype": like.dtype, "device": like.device}
+        self.inp = nn.Linear(d_in, kw, **kwargs)
+        self.in_time = nn.Parameter(torch.empty(kw, **kwargs))
+        self.hidden = nn.ModuleList(
+            nn.ModuleList(nn.Linear(self.width, self.width, **kwargs) for _ in range(2))
+            for _ in range(self.n_hidden)
+        )
+        outs = [field.tensors[5 + i].shape[1] for i in range(2)]
+        self.out = nn.ModuleList(nn.Linear(self.width, o, **kwargs) for o in outs)
+
+    @torch.no_grad()
+    def load(self, tensors: list[Tensor]) -> None:
+        in_w, in_t, in_b, hid_w, hid_b = (t.detach() for t in tensors[:5])
+        self.inp.weight.copy_(in_w.t())
+        self.inp.bias.copy_(in_b)
+        self.in_time.copy_(in_t)
+        for j, pair in enumerate(self.hidden):
+            for i, lin in enumerate(pair):
+                lin.weight.copy_(hid_w[j, i].t())
+                lin.bias.copy_(hid_b[j, i, 0])
+        for i, lin in enumerate(self.out):
+            lin.weight.copy_(tensors[5 + i].detach().t())
+            lin.bias.copy_(tensors[7 + i].detach())
+
+    def fields(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """f(t, x) and g(t, x), g noise-major (batch, m, d) for general noise."""
+        h = F.silu(self.inp(x) + self.in_time * t)
+        hs = [h[:, : self.width], h[:, self.width :]]
+        for pair in self.hidden:
+            hs = [F.silu(lin(v)) for lin, v in zip(pair, hs)]
+        f, g = (lin(v) for lin, v in zip(self.out, hs))
+        if self.finals[0] is not None:
+            f = self.finals[0](f)
+        if self.finals[1] is not None:
+            g = self.finals[1](g)
+        if not self.diagonal:
+            d, m = self.shape_g
+            g = g.view(x.shape[0], m, d)
+        return f, g
+
+    def prod(self, g: Tensor, dw: Tensor) -> Tensor:
+        if self.diagonal:
+            return g * dw
+        return (dw.unsqueeze(2) * g).sum(1)
+
+    def forward(self, y, z, f, gdw, t1, dt, dw, dw_next):
+        z1 = gdw + f * dt + 2 * y - z
+        f1, g1 = self.fields(t1, z1)
+        y1 = y + (f + f1) * (0.5 * dt) + 0.5 * (gdw + self.prod(g1, dw))
+        return y1, z1, f1, self.prod(g1, dw_next)
+
+
+def compiled_step(field, like: Tensor):
+    """The compiled step for ``field`` (a fused SDE field), or None when not enabled / possible.
+
+    Returns ``(step, first)``: ``step(y, z, f, gdw, t1, dt, dw, dw_next)`` as in :class:`_Step`,
+    and ``first(t0, y0, dw0) -> (f0, g0 dW_0)`` (eager) to start the recursion.
+    """
+    if not enabled() or getattr(field, "n", 0) != 2 or torch.is_grad_enabled():
+        return None
+    # One compiled module per architecture, shared by every model of that architecture: the
+    # weights are copied in before each solve and read by the graph as inputs.
+    key = (
+        like.dtype,
+        like.device,
+        tuple(t.shape for t in field.tensors),
+        field.finals,
+        field.diagonal,
+        field.shape_g,
+    )
+    entry = _cache.get(key)
+    if entry is None:
+        mod = _Step(field, like)
+        entry = _cache[key] = (mod, torch.compile(mod, dynamic=False))
+    mod, step = entry
+    mod.load(field.tensors)
+
+    def first(t0: Tensor, y0: Tensor, dw0: Tensor) -> tuple[Tensor, Tensor]:
+        f0, g0 = mod.fields(t0, y0)
+        return f0, mod.prod(g0, dw0)
+
+    return _guarded(step, mod), first
+
+
+def _guarded(step, eager):
+    """Call the compiled step; on a compilation error warn once and fall back to ``eager``."""
+    state = {"fn": step}
+
+    def call(*args):
+        global _failed
+        try:
+            return state["fn"](*args)
+        except Exception as err:  # noqa: BLE001 - backend / compiler failures vary
+            if state["fn"] is eager:
+                raise
+            _failed = True
+            state["fn"] = eager
+            warnings.warn(
+                f"torch.compile of the sampling step failed ({err!r}); using the eager step",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return eager(*args)
+
+    return call
