@@ -93,19 +93,66 @@ class _FusedMLPs(nn.Module):
         return ts
 
     @staticmethod
-    def evaluate(w: list[Tensor], t: Tensor, x: Tensor, n: int, width: int) -> list[Tensor]:
-        """Outputs of all nets at (t, x) from the folded tensors ``w``."""
+    def evaluate(
+        w: list[Tensor],
+        t: Tensor,
+        x: Tensor,
+        n: int,
+        width: int,
+        scratch: dict[str, Tensor] | None = None,
+    ) -> list[Tensor]:
+        """Outputs of all nets at (t, x) from the folded tensors ``w``.
+
+        With ``scratch`` (a dict of buffers; no autograd) the hidden activations and the last
+        net's output are written into buffers kept across calls instead of fresh allocations:
+        at batch 4096 they are megabytes each, and fresh ones cost page faults on every step.
+        The last output is then only valid until the next call with the same ``scratch``.
+        """
         in_w, in_t, in_b, hid_w, hid_b = w[:5]
         inplace = not torch.is_grad_enabled()  # sampling: no autograd, reuse the buffers
-        h = F.silu(torch.addmm(torch.addcmul(in_b, in_t, t), x, in_w), inplace=inplace)
+        batch = x.shape[0]
+        buf = _Scratch(scratch, x) if scratch is not None and inplace else None
+        bias = torch.addcmul(in_b, in_t, t)
+        if buf is None:
+            h = F.silu(torch.addmm(bias, x, in_w), inplace=inplace)
+        else:
+            h = F.silu(torch.addmm(bias, x, in_w, out=buf("in", (batch, n * width))), inplace=True)
         if hid_w.shape[0]:
-            h = h.view(x.shape[0], n, width).transpose(0, 1)
+            h = h.view(batch, n, width).transpose(0, 1)
             for i in range(hid_w.shape[0]):
-                h = F.silu(torch.baddbmm(hid_b[i], h, hid_w[i]), inplace=inplace)
+                if buf is None:
+                    h = torch.baddbmm(hid_b[i], h, hid_w[i])
+                else:
+                    h = torch.baddbmm(
+                        hid_b[i], h, hid_w[i], out=buf(f"h{i % 2}", (n, batch, width))
+                    )
+                h = F.silu(h, inplace=inplace)
             hs = h.unbind(0)
         else:
-            hs = h.view(x.shape[0], n, width).unbind(1)
-        return [torch.addmm(w[5 + n + i], hs[i], w[5 + i]) for i in range(n)]
+            hs = h.view(batch, n, width).unbind(1)
+        outs = [torch.addmm(w[5 + n + i], hs[i], w[5 + i]) for i in range(n - 1)]
+        last = w[5 + n - 1].shape[1]
+        out = None if buf is None else buf("out", (batch, last))
+        outs.append(torch.addmm(w[5 + 2 * n - 1], hs[n - 1], w[5 + n - 1], out=out))
+        return outs
+
+
+class _Scratch:
+    """Buffers of a fused evaluation, kept across calls (re-allocated when a shape changes)."""
+
+    def __init__(self, store: dict[str, Tensor], like: Tensor) -> None:
+        self.store, self.like = store, like
+
+    def __call__(self, key: str, shape: tuple[int, ...]) -> Tensor:
+        b = self.store.get(key)
+        if (
+            b is None
+            or b.shape != shape
+            or b.dtype != self.like.dtype
+            or b.device != self.like.device
+        ):
+            b = self.store[key] = self.like.new_empty(shape)
+        return b
 
 
 class _FusedField(VectorField):
@@ -127,6 +174,7 @@ class _FusedField(VectorField):
         self.n = len(module.net.outs)
         self.width = module.net.width
         self.zero = None
+        self.scratch: dict[str, Tensor] | None = None
 
     def params(self) -> list[Tensor]:
         return [t for t in self.tensors if t.requires_grad]
@@ -136,7 +184,17 @@ class _FusedField(VectorField):
         return _FusedField(self.module, leaves), [t for t in leaves if t.requires_grad]
 
     def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        outs = _FusedMLPs.evaluate(self.tensors, t, y, self.n, self.width)
+        return self._f_and_g(t, y, None)
+
+    def f_and_g_scratch(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``f_and_g`` for a caller that uses g at once (without autograd): g lives in a buffer
+        that the next call overwrites; f is a fresh tensor."""
+        if self.scratch is None:
+            self.scratch = {}
+        return self._f_and_g(t, y, self.scratch)
+
+    def _f_and_g(self, t: Tensor, y: Tensor, scratch) -> tuple[Tensor, Tensor]:
+        outs = _FusedMLPs.evaluate(self.tensors, t, y, self.n, self.width, scratch)
         outs = [o if fn is None else fn(o) for o, fn in zip(outs, self.finals)]
         g = outs[-1]
         if self.diagonal:

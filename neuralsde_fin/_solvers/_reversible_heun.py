@@ -59,7 +59,12 @@ def forward_steps(
         The state after the last step, with gdw for the following step (None at the end).
     """
     y, z, f, gdw = state
-    f_and_g, prod_pair = vf.f_and_g, vf.prod_pair
+    prod_pair = vf.prod_pair
+    # g is used at once (only its products are carried), so without autograd the fused fields
+    # may write it into a buffer reused from step to step
+    f_and_g = vf.f_and_g
+    if not torch.is_grad_enabled():
+        f_and_g = getattr(vf, "f_and_g_scratch", f_and_g)
     count = dws.shape[0]
     for i in range(count):
         n = lo + i
