@@ -488,15 +488,4 @@ def combine_shards(directory: str | os.PathLike) -> Any:
         )
     dtype = getattr(torch, first.get("dtype", "float64"))
     prices = torch.as_tensor(np.concatenate(blocks, axis=0), dtype=dtype)
-    return Scenarios(
-        torch.as_tensor(times.copy(), dtype=dtype),
-        prices,
-        measure=first["measure"],
-        r=first["r"],
-        q=first["q"],
-        seed=first["seed"],
-        model=first["model"],
-        valuation_date=first["valuation_date"],
-        antithetic=first["antithetic"],
-        asset_names=first["asset_names"],
-    )
+    return Scenarios._from_meta(torch.as_tensor(times.copy(), dtype=dtype), prices, first)

@@ -311,6 +311,13 @@ class Scenarios:
         prices = np.stack([frame[n].to_numpy() for n in names], axis=-1)
         prices = torch.as_tensor(prices.reshape(n_paths, n_times, len(names)).copy(), dtype=dtype)
         times = torch.as_tensor(frame["time"].to_numpy()[:n_times].copy(), dtype=dtype)
+        return cls._from_meta(times, prices, {**meta, "asset_names": names})
+
+    @classmethod
+    def _from_meta(
+        cls, times: torch.Tensor, prices: torch.Tensor, meta: dict[str, Any]
+    ) -> Scenarios:
+        """Scenarios from arrays and the metadata dict written with them in a parquet file."""
         return cls(
             times,
             prices,
@@ -321,5 +328,5 @@ class Scenarios:
             model=meta["model"],
             valuation_date=meta["valuation_date"],
             antithetic=meta["antithetic"],
-            asset_names=names,
+            asset_names=meta["asset_names"],
         )
