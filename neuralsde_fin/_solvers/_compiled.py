@@ -75,6 +75,7 @@ class _Step(nn.Module):
         )
         outs = [field.tensors[5 + i].shape[1] for i in range(2)]
         self.out = nn.ModuleList(nn.Linear(self.width, o, **kwargs) for o in outs)
+        self.requires_grad_(False)  # sampling only: never part of an autograd graph
 
     @torch.no_grad()
     def load(self, tensors: list[Tensor]) -> None:
