@@ -21,28 +21,19 @@ Registered here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from neuralsde_fin._registry import registrar
 from neuralsde_fin._signature import augment, signature, split_levels
 
 LOSSES: dict[str, type[Loss]] = {}
 
 
-def register(name: str) -> Callable[[type[Loss]], type[Loss]]:
-    """Class decorator adding a loss to ``LOSSES`` under ``name``."""
-
-    def deco(cls: type[Loss]) -> type[Loss]:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        cls.name = name
-        LOSSES[name] = cls
-        return cls
-
-    return deco
+#: Class decorator adding a class to ``LOSSES`` under ``name`` (sets ``cls.name``).
+register = registrar(LOSSES, "loss")
 
 
 def get_loss(name: str, **options: Any) -> Loss:

@@ -6,11 +6,12 @@ import the module in ``neuralsde_fin/_solvers/__init__.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from neuralsde_fin._registry import registrar
 
 SOLVERS: dict[str, type[Solver]] = {}
 
@@ -18,17 +19,8 @@ NOISE_TYPES = ("diagonal", "general", "additive", "scalar")
 SDE_TYPES = ("ito", "stratonovich")
 
 
-def register(name: str) -> Callable[[type[Solver]], type[Solver]]:
-    """Class decorator that adds a solver to :data:`SOLVERS` under ``name``."""
-
-    def deco(cls: type[Solver]) -> type[Solver]:
-        if name in SOLVERS:
-            raise ValueError(f"solver name {name!r} is already registered")
-        cls.name = name
-        SOLVERS[name] = cls
-        return cls
-
-    return deco
+#: Class decorator adding a class to ``SOLVERS`` under ``name`` (sets ``cls.name``).
+register = registrar(SOLVERS, "solver name")
 
 
 class VectorField:

@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from neuralsde_fin._registry import registrar
 from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
 from neuralsde_fin._solvers._base import VectorField
 from neuralsde_fin._solvers._reversible_heun import ReversibleHeun as _SDEReversibleHeun
@@ -38,17 +39,8 @@ ODEFunc = Callable[[Tensor, Tensor], Tensor]
 ODE_SOLVERS: dict[str, type[ODESolver]] = {}
 
 
-def register(name: str) -> Callable[[type[ODESolver]], type[ODESolver]]:
-    """Class decorator adding an ``ODESolver`` subclass to ``ODE_SOLVERS`` under ``name``."""
-
-    def deco(cls: type[ODESolver]) -> type[ODESolver]:
-        if name in ODE_SOLVERS:
-            raise ValueError(f"ODE solver {name!r} is already registered")
-        cls.name = name
-        ODE_SOLVERS[name] = cls
-        return cls
-
-    return deco
+#: Class decorator adding a class to ``ODE_SOLVERS`` under ``name`` (sets ``cls.name``).
+register = registrar(ODE_SOLVERS, "ODE solver")
 
 
 class ODESolver:
