@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 import torch
 
 from neuralsde_fin._brownian._counter import GOLDEN, _mix, box_muller
@@ -109,19 +110,35 @@ def increments(table: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, compiled
     return gather_diff(table, r0, r1)
 
 
+#: Values per row of the warm-up tensors. torch.compile(dynamic=True) takes its size hints
+#: from the first calls, and Inductor only emits an OpenMP-parallel kernel when the hinted work
+#: is large: a warm-up on tiny tensors, or one that compiled the R = 1 variant first, gave a
+#: single-threaded kernel for every later tree (half the speed on 2 cores). This is the
+#: smallest tree size that uses the compiled kernel.
+WARMUP_VALUES = COMPILE_MIN_ELEMENTS
+
+
 def warmup(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
     """Compile the kernel for ``dtype`` ahead of time (10-60 s once per process and dtype).
 
-    Compiles the two variants torch.compile makes (R = 1 rows, which it specialises, and any
-    R >= 2), with pairwise distinct sizes so that no size equality gets baked into the guards.
+    Compiles the two variants torch.compile makes (any R >= 2 rows, then R = 1, which it
+    specialises), with pairwise distinct sizes so that no size equality gets baked into the
+    guards, and with rows of ``WARMUP_VALUES`` values, so that the kernels are compiled
+    multi-threaded (both the order and the sizes matter; see ``WARMUP_VALUES``).
     """
     device = torch.device(device)
     _warm.add((dtype, device.type))
-    for r, rows in ((1, 7), (5, 13)):
-        table = torch.zeros(rows, 6, dtype=dtype, device=device)
-        ra, rb = (torch.zeros(r, 1, dtype=torch.int64, device=device) for _ in range(2))
-        ca, cb, sig = (torch.ones(r, 1, dtype=dtype, device=device) for _ in range(3))
-        states = torch.arange(r, dtype=torch.int64, device=device).unsqueeze(1)
-        fill_level(table, 2, ra, rb, ca, cb, sig, states, pair_offsets(3, device), True)
+    n_pairs = WARMUP_VALUES // 2
+    for r, rows in ((5, 13), (1, 7)):
+        table = torch.zeros(rows, 2 * n_pairs, dtype=dtype, device=device)
+        # per-row inputs built and sliced as ``VirtualBrownianTree._table`` builds them (the
+        # guards compare views with their bases): a slice of rows 1 .. r of each
+        ra, rb = (torch.zeros(r + 3, dtype=torch.int64).view(-1, 1).to(device)[1 : r + 1]
+                  for _ in range(2))
+        coef = torch.from_numpy(np.ones((3, r + 3))).to(device, dtype).unsqueeze(2)
+        ca, cb, sig = (v[1 : r + 1] for v in coef.unbind(0))
+        states = torch.from_numpy(np.arange(r + 3, dtype=np.int64).reshape(-1, 1))
+        states = states.to(device)[1 : r + 1]
+        fill_level(table, 2, ra, rb, ca, cb, sig, states, pair_offsets(n_pairs, device), True)
         r0, r1 = (torch.zeros(r + 2, dtype=torch.int64, device=device) for _ in range(2))
         increments(table, r0, r1, True)

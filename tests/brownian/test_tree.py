@@ -213,3 +213,23 @@ def test_compiled_kernel_matches_eager():
         comp = VirtualBrownianTree(0.0, 1.0, (64, 8), seed=2, tol=0.01, dtype=dtype)
         eager._compiled, comp._compiled = False, True
         assert torch.allclose(comp.increments(ts), eager.increments(ts), rtol=0, atol=atol)
+
+
+@pytest.mark.slow
+def test_warmup_compiles_every_variant_a_tree_uses():
+    """After ``warmup`` a large tree's queries compile nothing new: the warm-up inputs are
+    built like the tree's (views of the same kinds of base), so the kernels compiled with its
+    large, multi-threaded size hints are the ones every later query runs."""
+    from torch._dynamo.utils import counters
+
+    from neuralsde_fin._brownian import _kernels
+
+    _kernels.warmup(torch.float32)
+    before = counters["stats"]["unique_graphs"]
+    bm = VirtualBrownianTree(0.0, 1.0, (4096, 8), seed=3, tol=1 / 252)
+    bm._compiled = True
+    ts = torch.linspace(0, 1, 253)
+    bm.increments(ts)
+    bm.increments(ts[100:165])
+    bm(0.3, 0.7)
+    assert counters["stats"]["unique_graphs"] == before
