@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._solvers import CDEFunc, MLPDriftDiffusion
-from neuralsde_fin._solvers._nets import _FusedField, _FusedMLPs
+from neuralsde_fin._solvers._nets import FINAL_GRADS, _FusedField, _FusedMLPs
 
 __all__ = ["GANCDEFunc", "GANDriftDiffusion"]
 
@@ -45,6 +45,10 @@ def _fold(module, g_index: int) -> list[Tensor]:
             wi, bi = 2.0 * wi, 2.0 * bi
         w[5 + i], w[5 + n + i] = wi, bi
     return w
+
+
+# its derivative for the hand-written VJP of the fused fields: d(2 sigmoid(u) - 1)/du = (1 - y^2)/2
+FINAL_GRADS[_tanh_from_sigmoid] = lambda u, y, a: a * (0.5 - 0.5 * y * y)
 
 
 class _GANField(_FusedField):

@@ -16,7 +16,9 @@ Backward step n, with adjoints (a_y, a_z, a_f, a_g) of the state at t_{n+1}:
 
 The evaluation F(t_n, z_n) is recorded once and reused for the VJP of the next backward step, so
 each step costs one vector-field evaluation and one VJP (torchsde's adjoint reversible Heun makes
-two evaluations). Gradients equal those of backpropagating through the discretised solve up to
+two evaluations). The evaluation and the VJP are the vector field's ``record`` / ``vjp``: autograd
+for a generic SDE, a hand-written backward (no autograd graph or engine) for this package's
+fused fields. Gradients equal those of backpropagating through the discretised solve up to
 float rounding. Brownian increments are fetched in chunks, in reverse, so memory does not grow
 with the number of steps.
 
@@ -139,22 +141,7 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
         prod, prod_pair, outer_pair = vf.prod, vf.prod_pair, vf.outer_pair
         prod_adj, prod_adj_dw = vf.prod_adjoint, vf.prod_adjoint_dw
 
-        def vjp(z_leaf, f_out, g_out, a_f, a_g):
-            outs, gos = [], []
-            if f_out.requires_grad:
-                outs.append(f_out)
-                gos.append(a_f)
-            if g_out.requires_grad:
-                outs.append(g_out)
-                gos.append(a_g)
-            if not outs:
-                return None
-            res = torch.autograd.grad(outs, [z_leaf, *params], gos, allow_unused=True)
-            for i in range(n_params):
-                gp = res[1 + i]
-                if gp is not None:
-                    grads_p[i] = gp if grads_p[i] is None else grads_p[i] + gp
-            return res[0]
+        vjp, record = vf.vjp, vf.record
 
         a_y = torch.zeros_like(y1)
         a_z = torch.zeros_like(y1)
@@ -167,10 +154,8 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                 dw = dws[n - lo]
                 dw_below = dws[n - lo - 1] if n > lo else below
                 if first:
-                    with torch.enable_grad():
-                        z1 = z1.detach().requires_grad_(True)
-                        f1, g1 = vf.f_and_g(tl[n_steps], z1)
-                    g1dw = prod(g1.detach(), dw)
+                    f1, g1, rec1 = record(tl[n_steps], z1)
+                    g1dw = prod(g1, dw)
                     first = False
                 k = save_at.get(n + 1)
                 if k is not None:
@@ -183,16 +168,14 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                     a_g1 = prod_adj(half_ay, dw)
                 else:
                     a_g1 = outer_pair(u, dw_up, half_ay, dw)
-                vz = vjp(z1, f1, g1, a_f1, a_g1)
+                vz = vjp(rec1, a_f1, a_g1, grads_p)
                 a_z1 = a_z if vz is None else a_z + vz
                 with torch.no_grad():
-                    f1d, g1d = f1.detach(), g1.detach()
-                    z0 = torch.add(g1dw, f1d, alpha=dt).add_(z1.detach()).neg_().add_(y1, alpha=2.0)
-                with torch.enable_grad():
-                    z0.requires_grad_(True)
-                    f0, g0 = vf.f_and_g(tl[n], z0)
+                    f1d, g1d = f1, g1
+                    z0 = torch.add(g1dw, f1d, alpha=dt).add_(z1).neg_().add_(y1, alpha=2.0)
+                f0, g0, rec0 = record(tl[n], z0)
                 with torch.no_grad():
-                    g0d = g0.detach()
+                    g0d = g0
                     if dw_below is None:
                         g0dw, g0dw_below = prod(g0d, dw), None
                     else:
@@ -200,7 +183,7 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                     y0 = (
                         torch.add(g0dw, g1dw)
                         .mul_(0.5)
-                        .add_(f0.detach(), alpha=h)
+                        .add_(f0, alpha=h)
                         .add_(f1d, alpha=h)
                         .neg_()
                         .add_(y1)
@@ -211,10 +194,10 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                     u = half_ay + a_z1
                     a_y = torch.add(a_y, a_z1, alpha=2.0)
                     a_z = -a_z1
-                y1, z1, f1, g1, g1dw, dw_up = y0, z0, f0, g0, g0dw_below, dw
+                y1, z1, f1, g1, rec1, g1dw, dw_up = y0, z0, f0, g0, rec0, g0dw_below, dw
         k = save_at.get(0)
         if k is not None:
             a_y = a_y + grad_out[k]
-        vz = vjp(z1, f1, g1, a_f, prod_adj(u, dw_up))
+        vz = vjp(rec1, a_f, prod_adj(u, dw_up), grads_p)
         grad_y0 = a_y + a_z if vz is None else a_y + a_z + vz
         return (None, grad_y0, grad_dw, *grads_p)

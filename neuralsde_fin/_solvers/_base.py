@@ -50,6 +50,41 @@ class VectorField:
         """A vector field whose ``params()`` are leaves, for per-step VJPs in the adjoint."""
         return self, self.params()
 
+    def record(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """Evaluate f and g at (t, z) and keep what :meth:`vjp` needs.
+
+        Returns ``(f, g, rec)`` with f and g detached. This generic version records the
+        evaluation with autograd; fused fields override it with a hand-written backward.
+        """
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            f, g = self.f_and_g(t, z)
+        return _detached(f), _detached(g), (z, f, g)
+
+    def vjp(self, rec: Any, a_f: Tensor, a_g: Tensor, grads: list[Tensor | None]) -> Tensor | None:
+        """The cotangent of z given those of (f, g) at a :meth:`record`-ed point.
+
+        Adds the parameters' cotangents into ``grads`` (aligned with :meth:`params`; a None entry
+        is replaced by the first contribution). Returns None when f and g do not depend on z
+        or on the parameters.
+        """
+        z, f, g = rec
+        outs, gos = [], []
+        if torch.is_tensor(f) and f.requires_grad:
+            outs.append(f)
+            gos.append(a_f)
+        if g.requires_grad:
+            outs.append(g)
+            gos.append(a_g)
+        if not outs:
+            return None
+        params = self.params()
+        res = torch.autograd.grad(outs, [z, *params], gos, allow_unused=True)
+        for i, gp in enumerate(res[1:]):
+            if gp is not None:
+                grads[i] = gp if grads[i] is None else grads[i].add_(gp)
+        return res[0]
+
     def prod(self, g: Tensor, dw: Tensor) -> Tensor:
         """g dW: elementwise for diagonal noise, a batched matrix-vector product otherwise."""
         if self.diagonal:
@@ -80,6 +115,10 @@ class VectorField:
         if self.diagonal:
             return a * g
         return torch.bmm(a.unsqueeze(-2), g).squeeze(-2)
+
+
+def _detached(x: Any) -> Any:
+    return x.detach() if torch.is_tensor(x) else x
 
 
 class Solver:

@@ -10,6 +10,9 @@ that works on pre-folded weights:
 * LipSwish, x sigmoid(x) * 0.909, is computed as ``silu(x)`` with the 0.909 folded into the
   next layer's weights.
 
+* the adjoint's per-step VJP is written out by hand (``_FusedMLPs.backward``): no autograd graph
+  is recorded and no engine runs; weight cotangents are accumulated by the GEMMs themselves.
+
 The evaluator's tensors are computed from the parameters once per solve (with autograd, so
 backpropagation and the adjoint reach the module's parameters).
 
@@ -22,6 +25,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +37,16 @@ from neuralsde_fin._solvers._base import VectorField
 LIPSWISH_SCALE = 0.909
 
 _FINALS = {None: None, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": F.softplus}
+
+#: Cotangent of an output activation's input: ``grad(u, y, a)`` for y = fn(u) and the cotangent
+#: a of y. The hand-written VJP of the fused fields covers these activations; a field with any
+#: other output activation takes the generic autograd VJP.
+FINAL_GRADS = {
+    None: lambda u, y, a: a,
+    torch.tanh: lambda u, y, a: a * (1.0 - y * y),
+    torch.sigmoid: lambda u, y, a: a * (y * (1.0 - y)),
+    F.softplus: lambda u, y, a: a * torch.sigmoid(u),
+}
 
 
 class LipSwish(nn.Module):
@@ -137,6 +151,92 @@ class _FusedMLPs(nn.Module):
         return outs
 
 
+    @staticmethod
+    def record(
+        w: list[Tensor], t: Tensor, x: Tensor, n: int, width: int
+    ) -> tuple[list[Tensor], tuple]:
+        """:meth:`evaluate` (without autograd) keeping the activations :meth:`backward` needs.
+
+        Returns the outputs of all nets and the cache ``(t, x, pres, acts)``: the
+        pre-activations of every hidden layer and the inputs of every layer after the first.
+        """
+        in_w, in_t, in_b, hid_w, hid_b = w[:5]
+        batch = x.shape[0]
+        pre = torch.addmm(torch.addcmul(in_b, in_t, t), x, in_w)
+        h = F.silu(pre)
+        pres, acts = [pre], []
+        if hid_w.shape[0]:
+            h = h.view(batch, n, width).transpose(0, 1)
+            for i in range(hid_w.shape[0]):
+                acts.append(h)
+                pre = torch.baddbmm(hid_b[i], h, hid_w[i])
+                pres.append(pre)
+                h = F.silu(pre)
+            hs = h.unbind(0)
+        else:
+            hs = h.view(batch, n, width).unbind(1)
+        acts.append(hs)
+        outs = [torch.addmm(w[5 + n + i], hs[i], w[5 + i]) for i in range(n)]
+        return outs, (t, x, pres, acts)
+
+    @staticmethod
+    def backward(
+        w: list[Tensor],
+        cache: tuple,
+        d_outs: list[Tensor],
+        n: int,
+        width: int,
+        grads: list[Tensor | None],
+    ) -> Tensor:
+        r"""Hand-written VJP of :meth:`record`: the cotangent of the input x.
+
+        With cotangents ``d_outs`` of the nets' outputs (before their output activations),
+        adds the cotangent of every folded tensor ``w[k]`` into ``grads[k]`` in place (entries
+        that are None are skipped) and returns that of x. Per layer, for pre = h W + b and
+        h' = silu(pre): dW += h^T d, db += 1^T d, dh = d W^T and d = dh' silu'(pre), with the
+        weight cotangents accumulated by the GEMMs themselves (``addmm_``, ``baddbmm_``).
+
+        Shape:
+            d_outs[i]: (batch, outs[i]); returns (batch, in_features).
+        """
+        t, x, pres, acts = cache
+        in_w, hid_w = w[0], w[3]
+        n_hidden = hid_w.shape[0]
+        hs = acts[-1]
+        d_hs = []
+        for i in range(n):
+            d = d_outs[i]
+            if grads[5 + i] is not None:
+                grads[5 + i].addmm_(hs[i].t(), d)
+            if grads[5 + n + i] is not None:
+                grads[5 + n + i].add_(d.sum(0))
+            d_hs.append(torch.mm(d, w[5 + i].t()))
+        batch = x.shape[0]
+        if n_hidden:
+            d_h = torch.stack(d_hs)  # (n, batch, width)
+            for i in range(n_hidden - 1, -1, -1):
+                d_pre = torch.ops.aten.silu_backward(d_h, pres[i + 1])
+                h_in = acts[i]
+                if grads[3] is not None:
+                    grads[3][i].baddbmm_(h_in.transpose(1, 2), d_pre)
+                if grads[4] is not None:
+                    grads[4][i].add_(d_pre.sum(1, keepdim=True))
+                d_h = torch.bmm(d_pre, hid_w[i].transpose(1, 2))
+            d_h = d_h.transpose(0, 1).reshape(batch, n * width)
+        else:
+            d_h = d_hs[0] if n == 1 else torch.cat(d_hs, 1)
+        d_pre = torch.ops.aten.silu_backward(d_h, pres[0])
+        if grads[0] is not None:
+            grads[0].addmm_(x.t(), d_pre)
+        if grads[1] is not None or grads[2] is not None:
+            col = d_pre.sum(0)
+            if grads[1] is not None:
+                grads[1].add_(col * t)
+            if grads[2] is not None:
+                grads[2].add_(col)
+        return torch.mm(d_pre, in_w.t())
+
+
 class _Scratch:
     """Buffers of a fused evaluation, kept across calls (re-allocated when a shape changes)."""
 
@@ -195,7 +295,58 @@ class _FusedField(VectorField):
 
     def _f_and_g(self, t: Tensor, y: Tensor, scratch) -> tuple[Tensor, Tensor]:
         outs = _FusedMLPs.evaluate(self.tensors, t, y, self.n, self.width, scratch)
-        outs = [o if fn is None else fn(o) for o, fn in zip(outs, self.finals)]
+        return self._fields([o if fn is None else fn(o) for o, fn in zip(outs, self.finals)], y)
+
+    @property
+    def final_grads(self) -> tuple | None:
+        """Derivatives of the output activations (``FINAL_GRADS``), None if one is unknown."""
+        try:
+            return tuple(FINAL_GRADS[fn] for fn in self.finals)
+        except KeyError:
+            return None
+
+    def record(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """f, g at (t, z) and the activations of the hand-written :meth:`vjp` (no autograd)."""
+        if self.final_grads is None:
+            return super().record(t, z)
+        with torch.no_grad():
+            outs, cache = _FusedMLPs.record(self.tensors, t, z, self.n, self.width)
+            ys = [o if fn is None else fn(o) for o, fn in zip(outs, self.finals)]
+            f, g = self._fields(ys, z)
+        return f, g, (cache, outs, ys)
+
+    def vjp(self, rec: Any, a_f: Tensor, a_g: Tensor, grads: list[Tensor | None]) -> Tensor | None:
+        """Hand-written VJP (see :meth:`_FusedMLPs.backward`): no autograd graph or engine.
+
+        ``grads`` is aligned with :meth:`params`; None entries become zero accumulators.
+        """
+        finals = self.final_grads
+        if finals is None:
+            return super().vjp(rec, a_f, a_g, grads)
+        cache, outs, ys = rec
+        batch = ys[-1].shape[0]
+        with torch.no_grad():
+            # cotangent of g in the nets' output layout (noise-major for general noise)
+            a_g = (a_g if self.diagonal else a_g.transpose(1, 2)).reshape(batch, -1)
+            if self.n == 1:
+                cots = [a_g]
+            else:
+                cots = [a_f if torch.is_tensor(a_f) else torch.full_like(ys[0], a_f), a_g]
+            d_outs = [fg(u, y, a) for fg, u, y, a in zip(finals, outs, ys, cots)]
+            slots: list[Tensor | None] = []
+            j = 0
+            for w in self.tensors:
+                if w.requires_grad:
+                    if grads[j] is None:
+                        grads[j] = torch.zeros_like(w)
+                    slots.append(grads[j])
+                    j += 1
+                else:
+                    slots.append(None)
+            return _FusedMLPs.backward(self.tensors, cache, d_outs, self.n, self.width, slots)
+
+    def _fields(self, outs: list[Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
+        """(f, g) from the nets' activated outputs: g reshaped (noise-major for general noise)."""
         g = outs[-1]
         if self.diagonal:
             g = g.view(y.shape[0], *self.shape_g)

@@ -99,6 +99,33 @@ def test_gan_fields_equal_core_fields(depth):
             assert torch.allclose(u, v, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_gan_fields_hand_written_vjp_equals_autograd(depth):
+    """The GAN fields (sigmoid-based tanh outputs) take the hand-written VJP, equal to autograd."""
+    from neuralsde_fin._solvers._base import VectorField
+
+    torch.manual_seed(depth)
+    dt = torch.float64
+    gen = GANDriftDiffusion(4, 3, 8, depth, drift_final="tanh", diffusion_final="tanh").to(dt)
+    disc = GANCDEFunc(5, 2, 8, depth).to(dt)
+    for module, d, m in ((gen, 4, 3), (disc, 5, 2)):
+        field, params = module._nsf_vector_field().for_backward()
+        assert field.final_grads is not None
+        t, z = torch.tensor(3.0, dtype=dt), torch.randn(6, d, dtype=dt)
+        a_f, a_g = torch.randn(6, d, dtype=dt), torch.randn(6, m, d, dtype=dt).transpose(1, 2)
+        _, g, rec = field.record(t, z)
+        grads = [None] * len(params)
+        a_z = field.vjp(rec, a_f, a_g, grads)
+        _, g2, rec2 = VectorField.record(field, t, z)
+        grads2 = [None] * len(params)
+        a_z2 = VectorField.vjp(field, rec2, a_f, a_g, grads2)
+        assert torch.allclose(g, g2, rtol=0, atol=1e-14)
+        assert torch.allclose(a_z, a_z2, rtol=1e-12, atol=1e-13)
+        for u, v in zip(grads, grads2):
+            v = torch.zeros_like(u) if v is None else v  # None: the empty depth-1 stack
+            assert torch.allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
 def test_grid_brownian_replays_increments():
     ts = torch.arange(6.0) * 0.5
     bm = GridBrownian(ts, (1000, 2), torch.Generator().manual_seed(0))
