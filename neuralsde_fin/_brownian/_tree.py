@@ -22,6 +22,12 @@ MAX_LEAVES = 2**40
 #: Key tags separating the normals of tree nodes from those of sub-leaf bridge samples.
 TAG_NODE = 0
 TAG_BRIDGE = 1
+#: Single queries (``bm(s, t)`` at nodes) are served from cached blocks of this many leaves,
+CACHE_LEAVES = 64
+#: at most this many blocks,
+CACHE_BLOCKS = 2
+#: each of at most this many bytes (fewer leaves per block for very wide trees).
+CACHE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,12 @@ class VirtualBrownianTree:
     bridge update per depth for all nodes at once; a uniform grid whose spacing is a multiple
     of h costs one normal per grid step per (path, channel) when ``tol`` equals the spacing.
 
+    Single queries at nodes (``bm(s, t)`` one step at a time, as torchsde's solvers and
+    adjoints make them) are served from a small LRU cache of blocks of ``CACHE_LEAVES``
+    consecutive nodes, each computed by one grid query, so that a step costs about one normal
+    per (path, channel) instead of a walk from the root. The cache holds at most
+    ``CACHE_BLOCKS`` blocks of at most ``CACHE_BYTES`` each and changes no value.
+
     Args:
         t0: Start time.
         t1: End time, > t0.
@@ -288,6 +300,12 @@ class VirtualBrownianTree:
         self._n_pad = self._n_flat + (self._n_flat & 1)
         self._compiled = _kernels.use_compiled(self._n_flat)
         self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device)
+        # leaves per cached block of single-query nodes: at most CACHE_LEAVES, and a block
+        # of at most CACHE_BYTES (no cache when fewer than 4 leaves would fit)
+        itemsize = torch.finfo(dtype).bits // 8
+        fit = CACHE_BYTES // (self._n_pad * itemsize) - 1
+        self._block_leaves = min(CACHE_LEAVES, fit) if fit >= 4 else 0
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
 
     def __repr__(self) -> str:
         return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={self.shape}, "
@@ -346,11 +364,55 @@ class VirtualBrownianTree:
         """
         if t is None:
             x, snap = self._positions(_scalar_time("t", s), "t")
-            return self._values(x, snap)[0, : self._n_flat].view(self.shape)
+            w = self._node_values(x, snap)
+            if w is None:
+                w = self._values(x, snap)
+            return w[0, : self._n_flat].view(self.shape)
         x0, snap0 = self._positions(_scalar_time("s", s), "s")
         x1, snap1 = self._positions(_scalar_time("t", t), "t")
-        w = self._values(np.concatenate([x0, x1]), max(snap0, snap1))
+        x, snap = np.concatenate([x0, x1]), max(snap0, snap1)
+        w = self._node_values(x, snap)
+        if w is None:
+            w = self._values(x, snap)
         return (w[1, : self._n_flat] - w[0, : self._n_flat]).view(self.shape)
+
+    # ------------------------------------------------------------ block cache of node values
+    def _node_values(self, x: np.ndarray, snap: float) -> torch.Tensor | None:
+        """W at node positions ``x`` from cached blocks of nodes; None if one is not a node.
+
+        Queried one step at a time (``bm(s, t)``, as torchsde's solvers and adjoints do), each
+        call would otherwise walk from the root, about 2 log2(M) normals per (path, channel).
+        Instead the block of ``_block_leaves`` consecutive leaves around a node is computed
+        in one grid query and kept (the least recently used of ``CACHE_BLOCKS`` blocks is
+        dropped). The values are those of any other query, bit for bit: a node's value depends
+        only on the seed and its position.
+        """
+        size = self._block_leaves
+        if size == 0:
+            return None
+        nearest = np.rint(x)
+        if np.any(np.abs(x - nearest) > snap):
+            return None
+        last = (self.n_leaves - 1) // size
+        rows = []
+        for p in nearest.astype(np.int64).tolist():
+            k = min(p // size, last)
+            rows.append(self._block(k)[p - k * size])
+        return torch.stack(rows)
+
+    def _block(self, k: int) -> torch.Tensor:
+        """W at the nodes k B .. min((k + 1) B, M) (B = ``_block_leaves``), cached (LRU)."""
+        block = self._cache.get(k)
+        if block is not None:
+            self._cache.move_to_end(k)
+            return block
+        lo = k * self._block_leaves
+        hi = min(lo + self._block_leaves, self.n_leaves)
+        block = self._values(np.arange(lo, hi + 1, dtype=np.float64), 0.0)
+        self._cache[k] = block
+        if len(self._cache) > CACHE_BLOCKS:
+            self._cache.popitem(last=False)
+        return block
 
     def increments(self, ts: Any) -> torch.Tensor:
         """All increments W(ts[k+1]) - W(ts[k]) of a grid, in one vectorised computation.

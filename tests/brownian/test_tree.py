@@ -174,6 +174,42 @@ def test_seed_changes_path():
     assert abs(r) < 4 / math.sqrt(128)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_step_queries_from_the_block_cache_equal_uncached_queries(dtype):
+    """bm(s, t) and bm(t) at nodes come from cached blocks of nodes, bit for bit the values of
+    a tree without the cache, queried forward, in reverse and at random; off-node times and
+    block boundaries included."""
+    from neuralsde_fin._brownian import _tree
+
+    n = 150  # three blocks of 64 leaves, the last one partial
+    ts = torch.linspace(0, 1, n + 1, dtype=F64)
+    cached = VirtualBrownianTree(0.0, 1.0, (5, 3), seed=4, tol=1 / n, dtype=dtype)
+    plain = VirtualBrownianTree(0.0, 1.0, (5, 3), seed=4, tol=1 / n, dtype=dtype)
+    plain._block_leaves = 0
+    assert cached._block_leaves == _tree.CACHE_LEAVES
+    order = [*range(n), *reversed(range(n)), *np.random.default_rng(0).permutation(n).tolist()]
+    for k in order:
+        assert torch.equal(cached(ts[k], ts[k + 1]), plain(ts[k], ts[k + 1]))
+    assert len(cached._cache) <= _tree.CACHE_BLOCKS
+    for t in (0.0, 64 / n, 128 / n, 1.0, 0.3333):  # boundaries, ends, a time inside a leaf
+        assert torch.equal(cached(t), plain(t))
+        assert torch.equal(cached(0.25, t) if t > 0.25 else cached(t, 0.25),
+                           plain(0.25, t) if t > 0.25 else plain(t, 0.25))
+
+
+def test_block_cache_is_bounded_for_wide_trees(monkeypatch):
+    from neuralsde_fin._brownian import _tree
+
+    monkeypatch.setattr(_tree, "CACHE_BYTES", 64 * 1024)
+    wide = VirtualBrownianTree(0.0, 1.0, (800, 1), tol=0.01)  # 20 leaves of 800 floats fit
+    assert wide._block_leaves == 19 and (19 + 1) * 800 * 4 <= _tree.CACHE_BYTES
+    wider = VirtualBrownianTree(0.0, 1.0, (5000, 1), tol=0.01)
+    assert wider._block_leaves == 0  # too wide: single queries are computed directly
+    plain = VirtualBrownianTree(0.0, 1.0, (800, 1), tol=0.01)
+    plain._block_leaves = 0
+    assert torch.equal(wide(0.5, 0.7), plain(0.5, 0.7))
+
+
 def test_arguments_validated():
     bm = _bm(shape=(4, 2))
     with pytest.raises(ValueError, match="t must lie in"):
