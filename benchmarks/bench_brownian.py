@@ -12,7 +12,9 @@ so > 1 means we are faster). Cases, all for shape (4096, 8) over ts = linspace(0
 - ``fwd``: the forward pass alone.
 - ``fwd_rev_default_tol``: as ``fwd_rev`` with ``tol=None`` (4096 leaves): every grid time is
   then a sub-leaf bridge and costs a walk below the grid resolution.
-- ``fwd_rev_step``: ours also queried step by step (252 calls each way): per-call overhead.
+- ``fwd_rev_step``: ours also queried step by step, ``bm(s, t)`` (252 calls each way), as
+  torchsde's solvers query: served from the tree's block cache of nodes.
+- ``fwd_rev_step_increments``: the same through ``bm.increments`` on two-point grids.
 - ``fwd_rev_float64``: ``fwd_rev`` in float64 (the peer in float64 too).
 - ``fwd_rev_vs_peer_without_hint``: ``fwd_rev`` against the peer built without ``dt=`` (what
   ``torchsde.sdeint`` builds when it is given no ``bm``).
@@ -43,6 +45,16 @@ from neuralsde_fin._brownian import _kernels
 SHAPE = (4096, 8)
 N_STEPS = 252
 CHUNK = 64
+
+
+def _ours_step(ts: torch.Tensor, dtype, tol) -> None:
+    """bm(s, t) one step at a time, forward then in reverse: how torchsde's solvers query."""
+    bm = VirtualBrownianTree(0.0, 1.0, SHAPE, seed=0, tol=tol, dtype=dtype)
+    tl = list(ts.unbind(0))  # 0-dim tensors, as torchsde's solvers pass the times
+    for i in range(len(tl) - 1):
+        bm(tl[i], tl[i + 1])
+    for i in reversed(range(len(tl) - 1)):
+        bm(tl[i], tl[i + 1])
 
 
 def _ours(ts: torch.Tensor, dtype, tol, chunk: int | None) -> None:
@@ -139,7 +151,8 @@ def main() -> None:
         "fwd_rev": (lambda: _ours(ts32, f32, dt, None), lambda: _peer(ts32, f32)),
         "fwd": (lambda: _ours_fwd(ts32, f32, dt), lambda: _peer(ts32, f32, reverse=False)),
         "fwd_rev_default_tol": (lambda: _ours(ts32, f32, None, None), lambda: _peer(ts32, f32)),
-        "fwd_rev_step": (lambda: _ours(ts32, f32, dt, 1), lambda: _peer(ts32, f32)),
+        "fwd_rev_step": (lambda: _ours_step(ts32, f32, dt), lambda: _peer(ts32, f32)),
+        "fwd_rev_step_increments": (lambda: _ours(ts32, f32, dt, 1), lambda: _peer(ts32, f32)),
         "fwd_rev_float64": (lambda: _ours(ts64, f64, dt, None), lambda: _peer(ts64, f64)),
         "fwd_rev_vs_peer_without_hint": (lambda: _ours(ts32, f32, dt, None),
                                          lambda: _peer(ts32, f32, hint=False)),

@@ -315,6 +315,8 @@ class VirtualBrownianTree:
     def _positions(self, ts: Any, name: str) -> tuple[np.ndarray, float]:
         """Leaf-unit positions of the query times (float64) and the node-snapping tolerance."""
         eps = float(np.finfo(np.float64).eps)
+        if isinstance(ts, float) or (isinstance(ts, torch.Tensor) and ts.numel() == 1):
+            return self._position(ts, name, eps)
         if isinstance(ts, torch.Tensor):
             if ts.dtype.is_floating_point:
                 eps = max(eps, float(torch.finfo(ts.dtype).eps))
@@ -331,6 +333,24 @@ class VirtualBrownianTree:
         x = np.clip((t - self.t0) / self._span * self.n_leaves, 0.0, float(self.n_leaves))
         snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
         return x, snap
+
+    def _position(
+        self, ts: float | torch.Tensor, name: str, eps: float
+    ) -> tuple[np.ndarray, float]:
+        """:meth:`_positions` of one time in Python floats (a step query's hot path)."""
+        if isinstance(ts, torch.Tensor):
+            if ts.dtype.is_floating_point:
+                eps = max(eps, float(torch.finfo(ts.dtype).eps))
+            ts = float(ts.detach().reshape(()).to("cpu", torch.float64))
+        if not math.isfinite(ts):
+            raise ValueError(f"{name} must be finite, got {[ts]}")
+        scale = max(abs(self.t0), abs(self.t1))
+        slack = 4 * eps * scale
+        if ts < self.t0 - slack or ts > self.t1 + slack:
+            raise ValueError(f"{name} must lie in [t0, t1] = [{self.t0}, {self.t1}], got {ts}")
+        x = min(max((ts - self.t0) / self._span * self.n_leaves, 0.0), float(self.n_leaves))
+        snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
+        return np.array([x]), snap
 
     def _table(self, x: np.ndarray, snap: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The node table (rows, n_paths * C [+ 1 if odd]) and the row of each position."""
@@ -367,18 +387,18 @@ class VirtualBrownianTree:
             w = self._node_values(x, snap)
             if w is None:
                 w = self._values(x, snap)
-            return w[0, : self._n_flat].view(self.shape)
+            return w[0][: self._n_flat].view(self.shape)
         x0, snap0 = self._positions(_scalar_time("s", s), "s")
         x1, snap1 = self._positions(_scalar_time("t", t), "t")
         x, snap = np.concatenate([x0, x1]), max(snap0, snap1)
         w = self._node_values(x, snap)
         if w is None:
             w = self._values(x, snap)
-        return (w[1, : self._n_flat] - w[0, : self._n_flat]).view(self.shape)
+        return (w[1][: self._n_flat] - w[0][: self._n_flat]).view(self.shape)
 
     # ------------------------------------------------------------ block cache of node values
-    def _node_values(self, x: np.ndarray, snap: float) -> torch.Tensor | None:
-        """W at node positions ``x`` from cached blocks of nodes; None if one is not a node.
+    def _node_values(self, x: np.ndarray, snap: float) -> list[torch.Tensor] | None:
+        """W at node positions ``x`` (one row each) from cached blocks; None if one is not a node.
 
         Queried one step at a time (``bm(s, t)``, as torchsde's solvers and adjoints do), each
         call would otherwise walk from the root, about 2 log2(M) normals per (path, channel).
@@ -398,7 +418,7 @@ class VirtualBrownianTree:
         for p in nearest.astype(np.int64).tolist():
             k = min(p // size, last)
             rows.append(self._block(k)[p - k * size])
-        return torch.stack(rows)
+        return rows
 
     def _block(self, k: int) -> torch.Tensor:
         """W at the nodes k B .. min((k + 1) B, M) (B = ``_block_leaves``), cached (LRU)."""
@@ -436,6 +456,9 @@ class VirtualBrownianTree:
             raise ValueError(f"ts must hold at least 2 times, got {x.size}")
         if (np.diff(x) < 0).any():
             raise ValueError("ts must be non-decreasing")
+        w = self._node_values(x, snap) if x.size == 2 else None  # one step: the block cache
+        if w is not None:
+            return (w[1][: self._n_flat] - w[0][: self._n_flat]).view(1, *self.shape)
         table, rows = self._table(x, snap)
         dw = _kernels.increments(table, rows[:-1], rows[1:], self._compiled)
         if self._n_pad != self._n_flat:

@@ -190,6 +190,7 @@ def test_step_queries_from_the_block_cache_equal_uncached_queries(dtype):
     order = [*range(n), *reversed(range(n)), *np.random.default_rng(0).permutation(n).tolist()]
     for k in order:
         assert torch.equal(cached(ts[k], ts[k + 1]), plain(ts[k], ts[k + 1]))
+        assert torch.equal(cached.increments(ts[k : k + 2]), plain.increments(ts[k : k + 2]))
     assert len(cached._cache) <= _tree.CACHE_BLOCKS
     for t in (0.0, 64 / n, 128 / n, 1.0, 0.3333):  # boundaries, ends, a time inside a leaf
         assert torch.equal(cached(t), plain(t))
