@@ -275,6 +275,7 @@ class _FusedField(VectorField):
         self.width = module.net.width
         self.zero = None
         self.scratch: dict[str, Tensor] | None = None
+        self._param_index: list[int | None] | None = None
 
     def params(self) -> list[Tensor]:
         return [t for t in self.tensors if t.requires_grad]
@@ -305,6 +306,21 @@ class _FusedField(VectorField):
         except KeyError:
             return None
 
+    def _grad_slots(self, grads: list[Tensor | None]) -> list[Tensor | None]:
+        """Per folded tensor, its accumulator in ``grads`` (aligned with :meth:`params`; None
+        entries become zeros), or None for tensors that do not require grad."""
+        index = self._param_index
+        if index is None:
+            index, j = [], 0
+            for w in self.tensors:
+                index.append(j if w.requires_grad else None)
+                j += w.requires_grad
+            self._param_index = index
+        for w, j in zip(self.tensors, index):
+            if j is not None and grads[j] is None:
+                grads[j] = torch.zeros_like(w)
+        return [None if j is None else grads[j] for j in index]
+
     def record(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Any]:
         """f, g at (t, z) and the activations of the hand-written :meth:`vjp` (no autograd)."""
         if self.final_grads is None:
@@ -333,16 +349,7 @@ class _FusedField(VectorField):
             else:
                 cots = [a_f if torch.is_tensor(a_f) else torch.full_like(ys[0], a_f), a_g]
             d_outs = [fg(u, y, a) for fg, u, y, a in zip(finals, outs, ys, cots)]
-            slots: list[Tensor | None] = []
-            j = 0
-            for w in self.tensors:
-                if w.requires_grad:
-                    if grads[j] is None:
-                        grads[j] = torch.zeros_like(w)
-                    slots.append(grads[j])
-                    j += 1
-                else:
-                    slots.append(None)
+            slots = self._grad_slots(grads)
             return _FusedMLPs.backward(self.tensors, cache, d_outs, self.n, self.width, slots)
 
     def _fields(self, outs: list[Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
