@@ -18,14 +18,23 @@ from neuralsde_fin._calibrate._sdegan import SDEGANConfig, SDEGANTrainer
 
 LENGTH = 64
 PROPS = (0.1, 0.3, 0.5, 0.7, 0.9)
-#: Toy recipe: the published architecture, fewer steps with proportionally larger Adadelta
-#: learning rates so that the run fits the 10-minute CPU budget. Measured 2026-11-23 (one-pass
-#: step, 542 CPU s of training): KS 0.152 / 0.117 / 0.062 / 0.057 / 0.068 at 10/30/50/70/90%,
-#: i.e. this test FAILS on the two early marginals (their KS fell from 0.32 / 0.28 at step 2000
-#: once averaging started; more steps than the budget allows are needed). Variants on the final
-#: shared-loop path: g_lr 6e-3 / d_lr 3e-2 -> 0.133 / 0.220 / 0.088 / 0.020 / 0.049 (458 CPU s);
-#: batch 128, 5000 steps -> 0.169 / 0.167 / 0.124 / 0.065 / 0.033 (566 CPU s).
-TOY = dict(batch=256, steps=3500, g_lr=3e-3, d_lr=1.5e-2)
+#: Toy recipe: the published architecture and batch 256, with the discriminator's Lipschitz
+#: constraint by gradient penalty (``lipschitz="gp"``) and larger Adadelta learning rates, so that
+#: the run fits the 10-minute CPU budget. With weight clipping (the default) no recipe that fits
+#: the budget passed: measured 2026-11-23, KS at 10/30/50/70/90% (training CPU s):
+#:   clip, batch 256, 3500 steps, g 3e-3 / d 1.5e-2: 0.178 / 0.136 / 0.081 / 0.073 / 0.043 (441)
+#:   the same, 4300 steps, weight decay 1e-3 / 0: max 0.192 / 0.219 (521 / 517)
+#:   clip, batch 512, 3700 steps: 0.158 / 0.169 / 0.056 / 0.050 / 0.042 (702)
+#:   clip, batch 1024, 2400-2700 steps, g 1.5e-3 / d 7.5e-3: max 0.169 / 0.185 (556 / 727)
+#:   gp, 1500 steps, g 3e-3 / d 1.5e-2 and g 6e-3 / d 3e-2: max 0.124 / 0.150 (412 / 407)
+#:   gp, 2100 steps, g 6e-3 / d 3e-2: 0.151 / 0.037 / 0.049 / 0.045 / 0.032 (600)
+#:   gp, 2100 steps, g 1e-2 / d 5e-2: 0.077 / 0.068 / 0.071 / 0.032 / 0.023 (599)
+#:   this recipe (gp, 2000 steps, g 1e-2 / d 5e-2), seed 0: 0.080 / 0.064 / 0.073 / 0.031 / 0.022
+#:   (584; the whole test 597 s wall); seed 1: 0.081 / 0.038 / 0.037 / 0.031 / 0.036 (587).
+#: The failing runs all miss the early marginal: the generator keeps a long left tail of the
+#: uniform initial law (1% quantile -3.0 against -1.7) and too little of the early mean
+#: reversion (std at t = 6 about 0.9 against 0.58).
+TOY = dict(batch=256, steps=2000, g_lr=1e-2, d_lr=5e-2, lipschitz="gp")
 
 
 def ou_paths(n_paths: int, seed: int, substeps: int = 20) -> torch.Tensor:
@@ -82,7 +91,8 @@ def test_ou_data_has_the_known_mean():
 
 
 def test_toy_short_run_trains():
-    """A few steps of the toy recipe: finite losses, parameters move, clipping holds."""
+    """A few steps of the toy recipe: finite losses, the generator moves, and with the gradient
+    penalty the discriminator's weights are not clipped (some exceed the clipping bound)."""
     data, _ = _data()
     cfg = SDEGANConfig(**{**TOY, "batch": 64, "steps": 4})
     tr = SDEGANTrainer(data[:512], torch.arange(float(LENGTH)), cfg)
@@ -90,9 +100,9 @@ def test_toy_short_run_trains():
     losses = tr.train()
     assert all(math.isfinite(v) for v in losses)
     assert any(not torch.equal(p, q) for p, q in zip(tr.generator.parameters(), before))
-    for m in tr.loss.disc.func.unfused().modules():
-        if isinstance(m, torch.nn.Linear):
-            assert m.weight.abs().max() <= 1.0 / m.out_features + 1e-7
+    assert all(torch.isfinite(p).all() for p in tr.loss.disc.parameters())
+    linears = [m for m in tr.loss.disc.func.unfused().modules() if isinstance(m, torch.nn.Linear)]
+    assert any(m.weight.abs().max() > 1.0 / m.out_features for m in linears)
 
 
 @pytest.mark.slow
