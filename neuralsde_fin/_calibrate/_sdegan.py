@@ -311,7 +311,11 @@ class SDEGANConfig:
         weight_decay: L2 weight decay of both optimisers (damps the GAN's oscillations).
         swa_start: fraction of ``steps`` after which the weights are averaged (SWA); the
             averaged generator is the result.
-        lipschitz: "clip" (weight clipping, default) or "gp" (gradient penalty).
+        lipschitz: "clip" (weight clipping, default, as in the paper) or "gp" (gradient
+            penalty: about 2x the cost per step, backpropagated through the discriminator's
+            solve). On the paper's OU toy with a 10-minute CPU budget only "gp" matched the
+            marginals (KS < 0.1 at all five times, 2000 steps); clipping left the early
+            marginals at KS 0.14-0.22 (``tests/calibrate/test_sdegan_toy.py``).
         gp_coeff: gradient-penalty weight.
         init_scale: generator initial-condition / vector-field parameter multipliers.
         dt: generator step (None: one step per observation interval).
