@@ -171,25 +171,23 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                 vz = vjp(rec1, a_f1, a_g1, grads_p)
                 a_z1 = a_z if vz is None else a_z + vz
                 with torch.no_grad():
-                    f1d, g1d = f1, g1
-                    z0 = torch.add(g1dw, f1d, alpha=dt).add_(z1).neg_().add_(y1, alpha=2.0)
+                    z0 = torch.add(g1dw, f1, alpha=dt).add_(z1).neg_().add_(y1, alpha=2.0)
                 f0, g0, rec0 = record(tl[n], z0)
                 with torch.no_grad():
-                    g0d = g0
                     if dw_below is None:
-                        g0dw, g0dw_below = prod(g0d, dw), None
+                        g0dw, g0dw_below = prod(g0, dw), None
                     else:
-                        g0dw, g0dw_below = prod_pair(g0d, dw, dw_below)
+                        g0dw, g0dw_below = prod_pair(g0, dw, dw_below)
                     y0 = (
                         torch.add(g0dw, g1dw)
                         .mul_(0.5)
                         .add_(f0, alpha=h)
-                        .add_(f1d, alpha=h)
+                        .add_(f1, alpha=h)
                         .neg_()
                         .add_(y1)
                     )
                     if want_dw:
-                        grad_dw[n] = prod_adj_dw(a_z1 + half_ay, g0d) + prod_adj_dw(half_ay, g1d)
+                        grad_dw[n] = prod_adj_dw(a_z1 + half_ay, g0) + prod_adj_dw(half_ay, g1)
                     a_f = torch.add(a_y, a_z1, alpha=2.0).mul_(h)  # a_y dt/2 + a_z1 dt
                     u = half_ay + a_z1
                     a_y = torch.add(a_y, a_z1, alpha=2.0)
