@@ -314,8 +314,8 @@ class SDEGANConfig:
         lipschitz: "clip" (weight clipping, default, as in the paper) or "gp" (gradient
             penalty: about 2x the cost per step, backpropagated through the discriminator's
             solve). On the paper's OU toy with a 10-minute CPU budget only "gp" matched the
-            marginals (KS < 0.1 at all five times, 2000 steps); clipping left the early
-            marginals at KS 0.14-0.22 (``tests/calibrate/test_sdegan_toy.py``).
+            marginals (KS < 0.1 at all five times, 2000 steps); clipping left the marginal
+            at 10% of the interval at KS 0.16-0.22 (``tests/calibrate/test_sdegan_toy.py``).
         gp_coeff: gradient-penalty weight.
         init_scale: generator initial-condition / vector-field parameter multipliers.
         dt: generator step (None: one step per observation interval).
