@@ -325,14 +325,18 @@ class VirtualBrownianTree:
             t = np.asarray(ts, dtype=np.float64).reshape(-1)
         if not np.isfinite(t).all():
             raise ValueError(f"{name} must be finite, got {t.tolist()}")
-        scale = max(abs(self.t0), abs(self.t1))
-        slack = 4 * eps * scale
+        slack, snap = self._tolerances(eps)
         if t.min() < self.t0 - slack or t.max() > self.t1 + slack:
             bad = t[(t < self.t0 - slack) | (t > self.t1 + slack)][0]
             raise ValueError(f"{name} must lie in [t0, t1] = [{self.t0}, {self.t1}], got {bad}")
         x = np.clip((t - self.t0) / self._span * self.n_leaves, 0.0, float(self.n_leaves))
-        snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
         return x, snap
+
+    def _tolerances(self, eps: float) -> tuple[float, float]:
+        """(slack of the [t0, t1] range check, node-snapping tolerance in leaf units)."""
+        scale = max(abs(self.t0), abs(self.t1))
+        snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
+        return 4 * eps * scale, snap
 
     def _position(
         self, ts: float | torch.Tensor, name: str, eps: float
@@ -344,12 +348,10 @@ class VirtualBrownianTree:
             ts = float(ts.detach().reshape(()).to("cpu", torch.float64))
         if not math.isfinite(ts):
             raise ValueError(f"{name} must be finite, got {[ts]}")
-        scale = max(abs(self.t0), abs(self.t1))
-        slack = 4 * eps * scale
+        slack, snap = self._tolerances(eps)
         if ts < self.t0 - slack or ts > self.t1 + slack:
             raise ValueError(f"{name} must lie in [t0, t1] = [{self.t0}, {self.t1}], got {ts}")
         x = min(max((ts - self.t0) / self._span * self.n_leaves, 0.0), float(self.n_leaves))
-        snap = min(0.25, 8 * eps * self.n_leaves * max(1.0, scale / self._span))
         return np.array([x]), snap
 
     def _table(self, x: np.ndarray, snap: float) -> tuple[torch.Tensor, torch.Tensor]:
