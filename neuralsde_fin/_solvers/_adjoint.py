@@ -22,6 +22,10 @@ fused fields. Gradients equal those of backpropagating through the discretised s
 float rounding. Brownian increments are fetched in chunks, in reverse, so memory does not grow
 with the number of steps.
 
+The backward step is one function, :func:`backward_step`; with ``NEURALSDE_FIN_COMPILE=1`` and a
+fused field it runs ``torch.compile``-d (``_compiled.py``), which fuses its elementwise work
+(LipSwish derivatives, the g dW adjoints, the reverse update) around the GEMMs.
+
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
     arXiv:2105.13493, section 3.
@@ -35,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralsde_fin._solvers._compiled import compilable, compiled_function
 from neuralsde_fin._solvers._reversible_heun import forward_steps
 
 
@@ -105,6 +110,11 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
     def forward(ctx, plan: Plan, y0: Tensor, dw_input: Tensor | None, *params: Tensor) -> Tensor:
         vf = plan.vf
         n_steps = len(plan.dts)
+        # no graph inside (requires_grad would also make a second variant of a compiled step),
+        # and rows dW_n contiguous, like the zeros the steps use at the ends
+        y0 = y0.detach()
+        if dw_input is not None:
+            dw_input = dw_input.detach().contiguous()
         save_at = dict((s, k) for k, s in enumerate(plan.out_steps))
         out = y0.new_empty((len(plan.out_steps), *y0.shape))
         if 0 in save_at:
@@ -133,69 +143,87 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
         tl, dts = plan.tlist, plan.dts
         n_steps = len(dts)
         y1, z1, dw_input = ctx.saved_tensors
-        n_params = len(params)
         save_at = dict((s, k) for k, s in enumerate(plan.out_steps))
         want_dw = ctx.has_dw_input and ctx.needs_input_grad[2]
         grad_dw = torch.empty_like(dw_input) if want_dw else None
-        grads_p: list[Tensor | None] = [None] * n_params
-        prod, prod_pair, outer_pair = vf.prod, vf.prod_pair, vf.outer_pair
-        prod_adj, prod_adj_dw = vf.prod_adjoint, vf.prod_adjoint_dw
+        grads_p: list[Tensor | None] = [None] * len(params)
+        step = compiled_function(backward_step, "adjoint step") if compilable(vf) else None
+        if step is None:
+            step, dt_args = backward_step, dts
+        else:
+            # the compiled step takes dt as a tensor (a float would be a constant of the graph)
+            dt_args = [torch.tensor(dt, dtype=y1.dtype, device=y1.device) for dt in dts]
+            vf._grad_slots(grads_p)  # accumulators exist before the graph mutates them
 
-        vjp, record = vf.vjp, vf.record
-
-        a_y = torch.zeros_like(y1)
-        a_z = torch.zeros_like(y1)
-        a_f: Tensor | float = 0.0
-        u = None  # cotangent of g_{n+1} is u (x) dW_{n+1} + (a_y / 2) (x) dW_n
-        dw_up = None  # dW_{n+1}
-        first = True
+        carry = None
+        zero_out = torch.zeros_like(y1)
         for lo, hi, dws, below in _chunk_iter(plan, dw_input, n_steps, reverse=True):
             for n in range(hi - 1, lo - 1, -1):
                 dw = dws[n - lo]
                 dw_below = dws[n - lo - 1] if n > lo else below
-                if first:
-                    f1, g1, rec1 = record(tl[n_steps], z1)
-                    g1dw = prod(g1, dw)
-                    first = False
+                if dw_below is None:
+                    dw_below = torch.zeros_like(dw)
+                if carry is None:
+                    # u = 0 and dW_{n+1} = 0: the cotangent of g_N is (a_y / 2) (x) dW_{N-1} only
+                    f1, g1, rec1 = vf.record(tl[n_steps], z1)
+                    zeros = [torch.zeros_like(y1) for _ in range(4)]  # a_y, a_z, a_f, u
+                    carry = (y1, z1, f1, g1, vf.prod(g1, dw), rec1, *zeros, torch.zeros_like(dw))
                 k = save_at.get(n + 1)
-                if k is not None:
-                    a_y = a_y + grad_out[k]
-                dt = dts[n]
-                h = 0.5 * dt
-                half_ay = 0.5 * a_y
-                a_f1 = torch.add(a_f, a_y, alpha=h) if torch.is_tensor(a_f) else a_y * h
-                if u is None:
-                    a_g1 = prod_adj(half_ay, dw)
-                else:
-                    a_g1 = outer_pair(u, dw_up, half_ay, dw)
-                vz = vjp(rec1, a_f1, a_g1, grads_p)
-                a_z1 = a_z if vz is None else a_z + vz
-                with torch.no_grad():
-                    z0 = torch.add(g1dw, f1, alpha=dt).add_(z1).neg_().add_(y1, alpha=2.0)
-                f0, g0, rec0 = record(tl[n], z0)
-                with torch.no_grad():
-                    if dw_below is None:
-                        g0dw, g0dw_below = prod(g0, dw), None
-                    else:
-                        g0dw, g0dw_below = prod_pair(g0, dw, dw_below)
-                    y0 = (
-                        torch.add(g0dw, g1dw)
-                        .mul_(0.5)
-                        .add_(f0, alpha=h)
-                        .add_(f1, alpha=h)
-                        .neg_()
-                        .add_(y1)
-                    )
-                    if want_dw:
-                        grad_dw[n] = prod_adj_dw(a_z1 + half_ay, g0) + prod_adj_dw(half_ay, g1)
-                    a_f = torch.add(a_y, a_z1, alpha=2.0).mul_(h)  # a_y dt/2 + a_z1 dt
-                    u = half_ay + a_z1
-                    a_y = torch.add(a_y, a_z1, alpha=2.0)
-                    a_z = -a_z1
-                y1, z1, f1, g1, rec1, g1dw, dw_up = y0, z0, f0, g0, rec0, g0dw_below, dw
+                a_out = zero_out if k is None else grad_out[k]
+                carry, g_dw = step(
+                    vf, carry, dw, dw_below, a_out, tl[n], dt_args[n], grads_p, want_dw
+                )
+                if want_dw:
+                    grad_dw[n] = g_dw
+        _, _, _, _, _, rec1, a_y, a_z, a_f, u, dw_up = carry
         k = save_at.get(0)
         if k is not None:
             a_y = a_y + grad_out[k]
-        vz = vjp(rec1, a_f, prod_adj(u, dw_up), grads_p)
+        vz = vf.vjp(rec1, a_f, vf.prod_adjoint(u, dw_up), grads_p)
         grad_y0 = a_y + a_z if vz is None else a_y + a_z + vz
         return (None, grad_y0, grad_dw, *grads_p)
+
+
+def backward_step(
+    vf: Any,
+    carry: tuple,
+    dw: Tensor,
+    dw_below: Tensor,
+    a_out: Tensor,
+    t: Tensor,
+    dt: float | Tensor,
+    grads: list[Tensor | None],
+    want_dw: bool,
+) -> tuple[tuple, Tensor | None]:
+    """Backward step n of the adjoint (module docstring): from t_{n+1} to t_n.
+
+    ``carry`` is ``(y, z, f, g, g dW_n, rec, a_y, a_z, a_f, u, dW_{n+1})`` at t_{n+1}, where rec
+    is the vector field's record of (f, g) there and u (x) dW_{n+1} the part of the cotangent of g
+    from step n + 1; returns the carry at t_n and, with ``want_dw``, the cotangent of dW_n.
+    ``a_out`` is the cotangent of the output y_{n+1} (zeros if it is not an output), ``dw_below``
+    the increment dW_{n-1} (zeros for n = 0), ``t`` = t_n and ``dt`` = t_{n+1} - t_n (a float,
+    or a 0-dim tensor in the compiled step). Parameter cotangents are added into ``grads``.
+
+    Shape:
+        y, z, f, a_*, u: (batch, state); dw, dw_below: (batch, noise).
+    """
+    y1, z1, f1, g1, g1dw, rec1, a_y, a_z, a_f, u, dw_up = carry
+    a_y = a_y + a_out
+    h = 0.5 * dt
+    half_ay = 0.5 * a_y
+    vz = vf.vjp(rec1, a_f + a_y * h, vf.outer_pair(u, dw_up, half_ay, dw), grads)
+    a_z1 = a_z if vz is None else a_z + vz
+    with torch.no_grad():
+        z0 = torch.add(g1dw, f1 * dt).add_(z1).neg_().add_(y1, alpha=2.0)
+    f0, g0, rec0 = vf.record(t, z0)
+    with torch.no_grad():
+        g0dw, g0dw_below = vf.prod_pair(g0, dw, dw_below)
+        y0 = torch.add(g0dw, g1dw).mul_(0.5).add_(f0 * h).add_(f1 * h).neg_().add_(y1)
+        g_dw = None
+        if want_dw:
+            g_dw = vf.prod_adjoint_dw(a_z1 + half_ay, g0) + vf.prod_adjoint_dw(half_ay, g1)
+        a_f = torch.add(a_y, a_z1, alpha=2.0).mul_(h)  # a_y dt/2 + a_z1 dt
+        u = half_ay + a_z1
+        a_y = torch.add(a_y, a_z1, alpha=2.0)
+        a_z = -a_z1
+    return (y0, z0, f0, g0, g0dw_below, rec0, a_y, a_z, a_f, u, dw), g_dw

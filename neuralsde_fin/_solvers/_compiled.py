@@ -1,25 +1,36 @@
-"""Opt-in ``torch.compile`` of the sampling step of the package's fused neural SDE fields.
+"""Opt-in ``torch.compile`` of solver steps on the package's fused neural vector fields.
 
-With ``NEURALSDE_FIN_COMPILE=1`` in the environment, a reversible Heun solve of an
-:class:`MLPDriftDiffusion` without autograd (sampling: ``torch.no_grad()``) runs each step
+With ``NEURALSDE_FIN_COMPILE=1`` in the environment:
 
-    z1 = 2 y - z + f dt + g dW
-    f1, g1 = f(t + dt, z1), g(t + dt, z1)
-    y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
+* **Sampling.** A reversible Heun solve of an :class:`MLPDriftDiffusion` without autograd
+  (``torch.no_grad()``) runs each step
 
-as one compiled graph: Inductor fuses the time bias, LipSwish, the g dW contractions and the
-update into a few C++ / Triton kernels around the GEMMs. On this 2-core machine that is about
-10-15% faster per step than the eager fast path; compiling costs about 5 s once per process,
-architecture and batch shape, so it pays for long sampling jobs (many chunks), not for one small
-solve, which is why it is opt-in. Autograd solves (training, the adjoint) are never
-compiled. If compilation fails (no C++ compiler, unsupported device), one warning is issued and
-the eager path is used for the rest of the process.
+      z1 = 2 y - z + f dt + g dW
+      f1, g1 = f(t + dt, z1), g(t + dt, z1)
+      y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
 
-The compiled module holds its own copy of the folded weights, refreshed in place before every solve
-(the graph reads them as inputs), so models of one architecture share one compilation and a model
-that keeps training is sampled with its current weights without recompiling. Inductor's weight
-freezing (MKL packed-weight linears) was measured too and gave no further gain here, so it is not
-used.
+  as one compiled graph (:func:`compiled_step`): Inductor fuses the time bias, LipSwish, the
+  g dW contractions and the update into a few C++ / Triton kernels around the GEMMs. On this
+  2-core machine that is about 10-15% faster per step than the eager fast path.
+* **Training with the adjoint.** The forward steps (``_reversible_heun.forward_step``) and the
+  backward steps (``_adjoint.backward_step``: the algebraic reverse step, one evaluation and
+  its hand-written VJP) of ``sdeint(..., adjoint=True)`` and ``cdeint`` on fused fields
+  (:func:`compilable`) are compiled functions (:func:`compiled_function`). This is where the
+  compilation pays most: the SDE-GAN training step is 1.3-1.5x faster (``bench_sdegan.py``).
+
+Compiling costs about 5-30 s once per process, architecture and batch shape (Dynamo recompiles
+for a new batch size; after ``torch._dynamo.config.recompile_limit`` variants it stays eager),
+so it pays for long jobs (training runs, many sampling chunks), not for one small solve, which
+is why it is opt-in. Solves of generic SDEs are never compiled. If compilation fails (no C++
+compiler, unsupported device), one warning is issued and the eager path is used for the rest
+of the process.
+
+The compiled sampling module holds its own copy of the folded weights, refreshed in place before
+every solve (the graph reads them as inputs), so models of one architecture share one
+compilation and a model that keeps training is sampled with its current weights without
+recompiling. Inductor's weight freezing (MKL packed-weight linears) was measured too and gave no
+further gain here, so it is not used. The compiled training steps likewise read the weights as
+graph inputs.
 
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
@@ -35,14 +46,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["compiled_step", "enabled"]
+__all__ = ["compilable", "compiled_function", "compiled_step", "enabled"]
 
 _failed = False
 _cache: dict[tuple, tuple[nn.Module, object]] = {}
+_functions: dict[object, object] = {}
 
 
 def enabled() -> bool:
-    """Whether sampling steps are compiled: ``NEURALSDE_FIN_COMPILE=1`` and no earlier failure."""
+    """Whether solver steps are compiled: ``NEURALSDE_FIN_COMPILE=1`` and no earlier failure."""
     return os.environ.get("NEURALSDE_FIN_COMPILE", "").strip() == "1" and not _failed
 
 
@@ -148,11 +160,32 @@ def compiled_step(field, like: Tensor):
         f0, g0 = mod.fields(t0, y0)
         return f0, mod.prod(g0, dw0)
 
-    return _guarded(step, mod), first
+    return _guarded(step, mod, "sampling step"), first
 
 
-def _guarded(step, eager):
-    """Call the compiled step; on a compilation error warn once and fall back to ``eager``."""
+def compilable(vf) -> bool:
+    """Whether solver steps on ``vf`` may be compiled: a fused field of this package whose VJP is
+    written out by hand (a generic SDE, or the autograd VJP, is not traced)."""
+    return getattr(vf, "final_grads", None) is not None
+
+
+def compiled_function(fn, what: str):
+    """``torch.compile(fn, dynamic=False)`` when enabled (else None), with the eager fallback.
+
+    For a step function whose tensors keep their shapes from call to call (the adjoint's
+    backward step): Dynamo traces it once per input structure and shapes, and replays the graph
+    while its guards hold. The compiled function is shared by every caller in the process.
+    """
+    if not enabled():
+        return None
+    compiled = _functions.get(fn)
+    if compiled is None:
+        compiled = _functions[fn] = torch.compile(fn, dynamic=False)
+    return _guarded(compiled, fn, what)
+
+
+def _guarded(step, eager, what: str):
+    """Call the compiled ``step``; on a compilation error warn once and fall back to ``eager``."""
     state = {"fn": step}
 
     def call(*args):
@@ -165,7 +198,7 @@ def _guarded(step, eager):
             _failed = True
             state["fn"] = eager
             warnings.warn(
-                f"torch.compile of the sampling step failed ({err!r}); using the eager step",
+                f"torch.compile of the {what} failed ({err!r}); using the eager {what}",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -157,27 +157,34 @@ class _FusedMLPs(nn.Module):
     ) -> tuple[list[Tensor], tuple]:
         """:meth:`evaluate` (without autograd) keeping the activations :meth:`backward` needs.
 
-        Returns the outputs of all nets and the cache ``(t, x, pres, acts)``: the
-        pre-activations of every hidden layer and the inputs of every layer after the first.
+        Returns the outputs of all nets and the cache ``(t, x, sigs, hacts)``: per hidden layer
+        (the input layer first) s = sigmoid(pre) and its output h = pre s = silu(pre). With both
+        kept, the backward pass needs no exponential: silu'(pre) = s + h (1 - s).
         """
         in_w, in_t, in_b, hid_w, hid_b = w[:5]
         batch = x.shape[0]
         pre = torch.addmm(torch.addcmul(in_b, in_t, t), x, in_w)
-        h = F.silu(pre)
-        pres, acts = [pre], []
+        s = torch.sigmoid(pre)
+        h = pre * s  # (batch, n * width)
+        sigs, hacts = [s], [h]
         if hid_w.shape[0]:
             h = h.view(batch, n, width).transpose(0, 1)
             for i in range(hid_w.shape[0]):
-                acts.append(h)
                 pre = torch.baddbmm(hid_b[i], h, hid_w[i])
-                pres.append(pre)
-                h = F.silu(pre)
-            hs = h.unbind(0)
-        else:
-            hs = h.view(batch, n, width).unbind(1)
-        acts.append(hs)
+                s = torch.sigmoid(pre)
+                h = pre * s  # (n, batch, width)
+                sigs.append(s)
+                hacts.append(h)
+        hs = _FusedMLPs._last_hidden(hacts, n, width)
         outs = [torch.addmm(w[5 + n + i], hs[i], w[5 + i]) for i in range(n)]
-        return outs, (t, x, pres, acts)
+        return outs, (t, x, sigs, hacts)
+
+    @staticmethod
+    def _last_hidden(hacts: list[Tensor], n: int, width: int) -> tuple[Tensor, ...]:
+        """The last hidden layer's output of each net, (batch, width) each."""
+        if len(hacts) > 1:
+            return hacts[-1].unbind(0)
+        return hacts[0].view(hacts[0].shape[0], n, width).unbind(1)
 
     @staticmethod
     def backward(
@@ -193,16 +200,17 @@ class _FusedMLPs(nn.Module):
         With cotangents ``d_outs`` of the nets' outputs (before their output activations),
         adds the cotangent of every folded tensor ``w[k]`` into ``grads[k]`` in place (entries
         that are None are skipped) and returns that of x. Per layer, for pre = h W + b and
-        h' = silu(pre): dW += h^T d, db += 1^T d, dh = d W^T and d = dh' silu'(pre), with the
-        weight cotangents accumulated by the GEMMs themselves (``addmm_``, ``baddbmm_``).
+        h' = silu(pre): dW += h^T d, db += 1^T d, dh = d W^T and d = dh' (s + h' (1 - s)) with
+        s = sigmoid(pre), and the weight cotangents accumulated by the GEMMs themselves
+        (``addmm_``, ``baddbmm_``).
 
         Shape:
             d_outs[i]: (batch, outs[i]); returns (batch, in_features).
         """
-        t, x, pres, acts = cache
+        t, x, sigs, hacts = cache
         in_w, hid_w = w[0], w[3]
         n_hidden = hid_w.shape[0]
-        hs = acts[-1]
+        hs = _FusedMLPs._last_hidden(hacts, n, width)
         d_hs = []
         for i in range(n):
             d = d_outs[i]
@@ -215,8 +223,8 @@ class _FusedMLPs(nn.Module):
         if n_hidden:
             d_h = torch.stack(d_hs)  # (n, batch, width)
             for i in range(n_hidden - 1, -1, -1):
-                d_pre = torch.ops.aten.silu_backward(d_h, pres[i + 1])
-                h_in = acts[i]
+                d_pre = _silu_grad(d_h, sigs[i + 1], hacts[i + 1])
+                h_in = hacts[i] if i else hacts[0].view(batch, n, width).transpose(0, 1)
                 if grads[3] is not None:
                     grads[3][i].baddbmm_(h_in.transpose(1, 2), d_pre)
                 if grads[4] is not None:
@@ -225,7 +233,7 @@ class _FusedMLPs(nn.Module):
             d_h = d_h.transpose(0, 1).reshape(batch, n * width)
         else:
             d_h = d_hs[0] if n == 1 else torch.cat(d_hs, 1)
-        d_pre = torch.ops.aten.silu_backward(d_h, pres[0])
+        d_pre = _silu_grad(d_h, sigs[0], hacts[0])
         if grads[0] is not None:
             grads[0].addmm_(x.t(), d_pre)
         if grads[1] is not None or grads[2] is not None:
@@ -235,6 +243,11 @@ class _FusedMLPs(nn.Module):
             if grads[2] is not None:
                 grads[2].add_(col)
         return torch.mm(d_pre, in_w.t())
+
+
+def _silu_grad(d: Tensor, s: Tensor, h: Tensor) -> Tensor:
+    """Cotangent of pre from the cotangent d of h = silu(pre) = pre s: d (s + h (1 - s))."""
+    return torch.addcmul(s, h, 1.0 - s).mul_(d)
 
 
 class _Scratch:

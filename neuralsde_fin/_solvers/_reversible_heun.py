@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._solvers._base import Solver, register
-from neuralsde_fin._solvers._compiled import compiled_step
+from neuralsde_fin._solvers._compiled import compilable, compiled_function, compiled_step
 
 
 def forward_steps(
@@ -59,30 +59,50 @@ def forward_steps(
         The state after the last step, with gdw for the following step (None at the end).
     """
     y, z, f, gdw = state
-    prod_pair = vf.prod_pair
-    # g is used at once (only its products are carried), so without autograd the fused fields
-    # may write it into a buffer reused from step to step
-    f_and_g = vf.f_and_g
-    if not torch.is_grad_enabled():
-        f_and_g = getattr(vf, "f_and_g_scratch", f_and_g)
     count = dws.shape[0]
+    step = None
+    if not torch.is_grad_enabled() and compilable(vf):
+        step = compiled_function(forward_step, "reversible Heun step")
+    if step is None:
+        step, f_and_g, dt_args = forward_step, vf.f_and_g, dts
+        # g is used at once (only its products are carried), so without autograd the fused
+        # fields may write it into a buffer reused from step to step
+        if not torch.is_grad_enabled():
+            f_and_g = getattr(vf, "f_and_g_scratch", f_and_g)
+    else:  # compiled: dt as a tensor (a float would be a constant of the graph)
+        f_and_g = vf.f_and_g
+        if z is y:  # the first step: aliased inputs would be one more compiled variant
+            z = y.clone()
+        dt_args = [torch.tensor(dts[lo + i], dtype=y.dtype, device=y.device) for i in range(count)]
     for i in range(count):
         n = lo + i
-        dt = dts[n]
-        dw = dws[i]
         dw_next = dws[i + 1] if i + 1 < count else dw_after
-        z1 = torch.add(gdw, f, alpha=dt).add_(y, alpha=2.0).sub_(z)
-        f1, g1 = f_and_g(tlist[n + 1], z1)
-        if dw_next is None:
-            g1dw, g1dw_next = vf.prod(g1, dw), None
-        else:
-            g1dw, g1dw_next = prod_pair(g1, dw, dw_next)
-        h = 0.5 * dt
-        y = torch.add(y, f, alpha=h).add_(f1, alpha=h).add_(gdw, alpha=0.5).add_(g1dw, alpha=0.5)
-        z, f, gdw = z1, f1, g1dw_next
+        last = dw_next is None
+        if last:
+            dw_next = torch.zeros_like(dws[i])
+        y, z, f, gdw = step(vf, f_and_g, y, z, f, gdw, tlist[n + 1], dt_args[i], dws[i], dw_next)
+        if last:
+            gdw = None
         if save is not None:
             save(n + 1, y)
     return y, z, f, gdw
+
+
+def forward_step(vf, f_and_g, y, z, f, gdw, t1, dt, dw, dw_next):
+    """One reversible Heun step from (y, z, f, g dW) at t1 - dt to the same at t1.
+
+    ``f_and_g`` is ``vf``'s evaluation (or its scratch-buffer variant); ``dt`` a float, or a
+    0-dim tensor in the compiled step; ``dw_next`` is the increment of the following step.
+
+    Shape:
+        y, z, f, gdw: (batch, state); dw, dw_next: (batch, noise).
+    """
+    z1 = torch.add(gdw, f * dt).add_(y, alpha=2.0).sub_(z)
+    f1, g1 = f_and_g(t1, z1)
+    g1dw, g1dw_next = vf.prod_pair(g1, dw, dw_next)
+    h = 0.5 * dt
+    y = torch.add(y, f * h).add_(f1 * h).add_(gdw, alpha=0.5).add_(g1dw, alpha=0.5)
+    return y, z1, f1, g1dw_next
 
 
 @register("reversible_heun")
