@@ -12,8 +12,11 @@ adjoint_method="adjoint_reversible_heun", torchcde.cdeint with method="reversibl
 backend="torchsde", dt=1 and the adjoint; nn.Sequential MLPs on cat([t, x])), given a
 BrownianInterval with the step-size hint dt=1 (the example builds none, which makes the peer
 about 3% slower); ours is
-neuralsde_fin's ``sdegan_step`` with the same architecture, batch and grid. Repeats are
-interleaved (ours, peer, ours, ...) and medians reported.
+neuralsde_fin's ``sdegan_step`` with the same architecture, batch and grid, twice: eager, and
+with the opt-in compiled solver steps (``NEURALSDE_FIN_COMPILE=1``: the reversible Heun forward
+and adjoint backward steps of generator and discriminator, compilation timed separately and
+excluded; rows ``*_compiled``). Repeats are interleaved (ours, ours compiled, peer, ...) and
+medians reported.
 
 Cases:
     (i)  the published recipe: initial noise 5, Brownian dim 3, hidden 16, MLP 16 x 1 layer,
@@ -30,6 +33,7 @@ threads barely help and, on a shared machine, OpenMP spin-waits make them much s
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -172,6 +176,23 @@ def _ours(hidden: int, width: int, depth: int):
     return lambda: sdegan_step(gen, disc, real, ts, g_opt, d_opt)
 
 
+def _compiled_run(step):
+    """``step`` with the opt-in compiled solver steps (NEURALSDE_FIN_COMPILE=1)."""
+
+    def run():
+        flag = os.environ.get("NEURALSDE_FIN_COMPILE")
+        os.environ["NEURALSDE_FIN_COMPILE"] = "1"
+        try:
+            return step()
+        finally:
+            if flag is None:
+                del os.environ["NEURALSDE_FIN_COMPILE"]
+            else:
+                os.environ["NEURALSDE_FIN_COMPILE"] = flag
+
+    return run
+
+
 def _real_paths() -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return 0.1 * torch.randn(BATCH, LENGTH, DATA, generator=g).cumsum(1)
@@ -195,15 +216,23 @@ def main() -> None:
     print("case, ours_s, peer_s, ratio")
     for name in args.cases:
         ours, peer = _ours(**CASES[name]), _peer(**CASES[name])
+        compiled = _compiled_run(_ours(**CASES[name]))
         ours(), peer()  # warm-up
-        to, tp = [], []
+        t0 = time.perf_counter()
+        compiled()
+        secs = time.perf_counter() - t0
+        print(f"# {name}: compiled steps, first call (compilation) {secs:.1f} s")
+        compiled()
+        to, tc, tp = [], [], []
         for _ in range(args.repeats):
             to.append(_time(ours))
+            tc.append(_time(compiled))
             tp.append(_time(peer))
         for k, suffix in ((0, ""), (1, "_cpu")):
-            o = statistics.median(t[k] for t in to)
             p = statistics.median(t[k] for t in tp)
-            print(f"{name}{suffix}, {o:.4f}, {p:.4f}, {p / o:.2f}", flush=True)
+            for label, times in ((name, to), (f"{name}_compiled", tc)):
+                o = statistics.median(t[k] for t in times)
+                print(f"{label}{suffix}, {o:.4f}, {p:.4f}, {p / o:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Cases (medians over interleaved repeats; ratio = peer_s / ours_s, > 1 means we a
     twice: the eager fast path, and with the opt-in compiled step (NEURALSDE_FIN_COMPILE=1,
     compilation timed separately and excluded).
 (b) training step: forward + adjoint backward at batch 1024 (torchsde: sdeint_adjoint with
-    method="reversible_heun", adjoint_method="adjoint_reversible_heun").
+    method="reversible_heun", adjoint_method="adjoint_reversible_heun"); ours twice: eager, and
+    with the opt-in compiled forward and backward steps (NEURALSDE_FIN_COMPILE=1).
 (d) efficiency: achieved GFLOP/s (matmul FLOPs of the vector fields) against this machine's
     fp32 matmul peak, measured in the same run with a large torch.mm.
 
@@ -175,13 +176,23 @@ def main() -> None:
         )
         ys.pow(2).mean().backward()
 
+    def ours_bc():  # the same with the compiled forward and backward steps
+        os.environ["NEURALSDE_FIN_COMPILE"] = "1"
+        try:
+            ours_b()
+        finally:
+            os.environ["NEURALSDE_FIN_COMPILE"] = compile_flag
+
     t0 = time.perf_counter()
     ours_ac()
     print(f"# (a) compiled step: first call (compilation) {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    ours_bc()
+    print(f"# (b) compiled steps: first call (compilation) {time.perf_counter() - t0:.1f} s")
     for fn in (ours_a, peer_a, peer_a_default, ours_b, peer_b):  # warm up
         fn()
-    keys = ("ours_a", "ours_ac", "peer_a", "peer_a_default", "ours_b", "peer_b")
-    fns = dict(zip(keys, (ours_a, ours_ac, peer_a, peer_a_default, ours_b, peer_b)))
+    keys = ("ours_a", "ours_ac", "peer_a", "peer_a_default", "ours_b", "ours_bc", "peer_b")
+    fns = dict(zip(keys, (ours_a, ours_ac, peer_a, peer_a_default, ours_b, ours_bc, peer_b)))
     wall: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
     peaks = []
@@ -201,6 +212,7 @@ def main() -> None:
         ("(a) sample 4096x252 compiled step", "ours_ac", "peer_a"),
         ("(a) sample 4096x252 vs torchsde without the dt hint", "ours_a", "peer_a_default"),
         ("(b) fwd+adjoint 1024x252", "ours_b", "peer_b"),
+        ("(b) fwd+adjoint 1024x252 compiled steps", "ours_bc", "peer_b"),
     ):
         print(f"{label} wall, {med[a]:.3f}, {med[b]:.3f}, {med[b] / med[a]:.2f}")
         print(f"{label} cpu, {cmed[a]:.3f}, {cmed[b]:.3f}, {cmed[b] / cmed[a]:.2f}")
@@ -215,6 +227,7 @@ def main() -> None:
         ("(a) ours, compiled step", fa, "ours_ac"),
         ("(a) torchsde", fa, "peer_a"),
         ("(b) ours", fb_ours, "ours_b"),
+        ("(b) ours, compiled steps", fb_ours, "ours_bc"),
         ("(b) torchsde", fb_peer, "peer_b"),
     ):
         g = fl / med[key] / 1e9

@@ -198,11 +198,13 @@ class _FusedMLPs(nn.Module):
         r"""Hand-written VJP of :meth:`record`: the cotangent of the input x.
 
         With cotangents ``d_outs`` of the nets' outputs (before their output activations),
-        adds the cotangent of every folded tensor ``w[k]`` into ``grads[k]`` in place (entries
-        that are None are skipped) and returns that of x. Per layer, for pre = h W + b and
-        h' = silu(pre): dW += h^T d, db += 1^T d, dh = d W^T and d = dh' (s + h' (1 - s)) with
-        s = sigmoid(pre), and the weight cotangents accumulated by the GEMMs themselves
-        (``addmm_``, ``baddbmm_``).
+        replaces every ``grads[k]`` by ``grads[k]`` plus the cotangent of the folded tensor
+        ``w[k]`` (entries that are None are skipped) and returns that of x. Per layer, for
+        pre = h W + b and h' = silu(pre): dW += h^T d, db += 1^T d, dh = d W^T and
+        d = dh' (s + h' (1 - s)) with s = sigmoid(pre); the weight cotangents are accumulated by
+        the GEMMs themselves (``addmm``, ``baddbmm`` with the accumulator as input). The
+        accumulation is out of place: in a compiled step that saves copying every accumulator
+        back into its input buffer.
 
         Shape:
             d_outs[i]: (batch, outs[i]); returns (batch, in_features).
@@ -215,33 +217,38 @@ class _FusedMLPs(nn.Module):
         for i in range(n):
             d = d_outs[i]
             if grads[5 + i] is not None:
-                grads[5 + i].addmm_(hs[i].t(), d)
+                grads[5 + i] = torch.addmm(grads[5 + i], hs[i].t(), d)
             if grads[5 + n + i] is not None:
-                grads[5 + n + i].add_(d.sum(0))
+                grads[5 + n + i] = grads[5 + n + i] + d.sum(0)
             d_hs.append(torch.mm(d, w[5 + i].t()))
         batch = x.shape[0]
         if n_hidden:
             d_h = torch.stack(d_hs)  # (n, batch, width)
+            d_ws, d_bs = [], []  # per hidden layer, last first
             for i in range(n_hidden - 1, -1, -1):
                 d_pre = _silu_grad(d_h, sigs[i + 1], hacts[i + 1])
                 h_in = hacts[i] if i else hacts[0].view(batch, n, width).transpose(0, 1)
                 if grads[3] is not None:
-                    grads[3][i].baddbmm_(h_in.transpose(1, 2), d_pre)
+                    d_ws.append(torch.baddbmm(grads[3][i], h_in.transpose(1, 2), d_pre))
                 if grads[4] is not None:
-                    grads[4][i].add_(d_pre.sum(1, keepdim=True))
+                    d_bs.append(d_pre.sum(1, keepdim=True))
                 d_h = torch.bmm(d_pre, hid_w[i].transpose(1, 2))
+            if grads[3] is not None:
+                grads[3] = torch.stack(d_ws[::-1])
+            if grads[4] is not None:
+                grads[4] = grads[4] + torch.stack(d_bs[::-1])
             d_h = d_h.transpose(0, 1).reshape(batch, n * width)
         else:
             d_h = d_hs[0] if n == 1 else torch.cat(d_hs, 1)
         d_pre = _silu_grad(d_h, sigs[0], hacts[0])
         if grads[0] is not None:
-            grads[0].addmm_(x.t(), d_pre)
+            grads[0] = torch.addmm(grads[0], x.t(), d_pre)
         if grads[1] is not None or grads[2] is not None:
             col = d_pre.sum(0)
             if grads[1] is not None:
-                grads[1].add_(col * t)
+                grads[1] = torch.addcmul(grads[1], col, t)
             if grads[2] is not None:
-                grads[2].add_(col)
+                grads[2] = grads[2] + col
         return torch.mm(d_pre, in_w.t())
 
 
@@ -363,7 +370,11 @@ class _FusedField(VectorField):
                 cots = [a_f if torch.is_tensor(a_f) else torch.full_like(ys[0], a_f), a_g]
             d_outs = [fg(u, y, a) for fg, u, y, a in zip(finals, outs, ys, cots)]
             slots = self._grad_slots(grads)
-            return _FusedMLPs.backward(self.tensors, cache, d_outs, self.n, self.width, slots)
+            dx = _FusedMLPs.backward(self.tensors, cache, d_outs, self.n, self.width, slots)
+            for k, j in enumerate(self._param_index):  # the updated accumulators
+                if j is not None:
+                    grads[j] = slots[k]
+            return dx
 
     def _fields(self, outs: list[Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
         """(f, g) from the nets' activated outputs: g reshaped (noise-major for general noise)."""
