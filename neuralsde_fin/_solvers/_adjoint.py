@@ -97,6 +97,19 @@ def _chunk_iter(plan: Plan, dw_input: Tensor | None, n_steps: int, reverse: bool
         cur = nxt
 
 
+def _reverse_steps(plan: Plan, dw_input: Tensor | None, n_steps: int):
+    """Yield (n, dW_n, dW_{n-1}) for n = n_steps - 1 .. 0, dW_{-1} = 0, fetched in chunks."""
+    for lo, hi, dws, below in _chunk_iter(plan, dw_input, n_steps, reverse=True):
+        for n in range(hi - 1, lo - 1, -1):
+            dw_below = dws[n - lo - 1] if n > lo else below
+            yield n, dws[n - lo], torch.zeros_like(dws[0]) if dw_below is None else dw_below
+
+
+#: Backward steps per call of the compiled step function: fewer calls (guards, Python) and
+#: elementwise work fused across step boundaries (about 6% per SDE-GAN step against 1).
+UNROLL = 2
+
+
 class ReversibleHeunAdjoint(torch.autograd.Function):
     """autograd Function: (plan, y0, dw_input, *params) -> ys of shape (len(ts), batch, state).
 
@@ -147,34 +160,35 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
         want_dw = ctx.has_dw_input and ctx.needs_input_grad[2]
         grad_dw = torch.empty_like(dw_input) if want_dw else None
         grads_p: list[Tensor | None] = [None] * len(params)
-        step = compiled_function(backward_step, "adjoint step") if compilable(vf) else None
-        if step is None:
-            step, dt_args = backward_step, dts
+        steps_fn = compiled_function(backward_steps, "adjoint step") if compilable(vf) else None
+        if steps_fn is None:
+            steps_fn, dt_args, unroll = backward_steps, dts, 1
         else:
-            # the compiled step takes dt as a tensor (a float would be a constant of the graph)
+            # the compiled steps take dt as a tensor (a float would be a constant of the graph)
             dt_args = [torch.tensor(dt, dtype=y1.dtype, device=y1.device) for dt in dts]
-            vf._grad_slots(grads_p)  # accumulators exist before the graph mutates them
+            unroll = UNROLL
+            vf._grad_slots(grads_p)  # accumulators exist before the graph updates them
 
         carry = None
         zero_out = torch.zeros_like(y1)
-        for lo, hi, dws, below in _chunk_iter(plan, dw_input, n_steps, reverse=True):
-            for n in range(hi - 1, lo - 1, -1):
-                dw = dws[n - lo]
-                dw_below = dws[n - lo - 1] if n > lo else below
-                if dw_below is None:
-                    dw_below = torch.zeros_like(dw)
-                if carry is None:
-                    # u = 0 and dW_{n+1} = 0: the cotangent of g_N is (a_y / 2) (x) dW_{N-1} only
-                    f1, g1, rec1 = vf.record(tl[n_steps], z1)
-                    zeros = [torch.zeros_like(y1) for _ in range(4)]  # a_y, a_z, a_f, u
-                    carry = (y1, z1, f1, g1, vf.prod(g1, dw), rec1, *zeros, torch.zeros_like(dw))
-                k = save_at.get(n + 1)
-                a_out = zero_out if k is None else grad_out[k]
-                carry, g_dw = step(
-                    vf, carry, dw, dw_below, a_out, tl[n], dt_args[n], grads_p, want_dw
-                )
+        pending: list[tuple] = []
+        for n, dw, dw_below in _reverse_steps(plan, dw_input, n_steps):
+            if carry is None:
+                # u = 0 and dW_{n+1} = 0: the cotangent of g_N is (a_y / 2) (x) dW_{N-1} only
+                f1, g1, rec1 = vf.record(tl[n_steps], z1)
+                zeros = [torch.zeros_like(y1) for _ in range(4)]  # a_y, a_z, a_f, u
+                carry = (y1, z1, f1, g1, vf.prod(g1, dw), rec1, *zeros, torch.zeros_like(dw))
+            k = save_at.get(n + 1)
+            a_out = zero_out if k is None else grad_out[k]
+            pending.append((n, (dw, dw_below, a_out, tl[n], dt_args[n])))
+            if len(pending) == unroll or n == 0:
+                # the compiled function for groups of `unroll` steps; a shorter last group eager
+                fn = steps_fn if len(pending) == unroll else backward_steps
+                carry, g_dws = fn(vf, carry, tuple(a for _, a in pending), grads_p, want_dw)
                 if want_dw:
-                    grad_dw[n] = g_dw
+                    for (m, _), g in zip(pending, g_dws):
+                        grad_dw[m] = g
+                pending = []
         _, _, _, _, _, rec1, a_y, a_z, a_f, u, dw_up = carry
         k = save_at.get(0)
         if k is not None:
@@ -182,6 +196,18 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
         vz = vf.vjp(rec1, a_f, vf.prod_adjoint(u, dw_up), grads_p)
         grad_y0 = a_y + a_z if vz is None else a_y + a_z + vz
         return (None, grad_y0, grad_dw, *grads_p)
+
+
+def backward_steps(
+    vf: Any, carry: tuple, steps: tuple, grads: list[Tensor | None], want_dw: bool
+) -> tuple[tuple, list[Tensor | None]]:
+    """Consecutive backward steps (:func:`backward_step`), ``steps`` holding the arguments
+    ``(dw, dw_below, a_out, t, dt)`` of each; returns the carry and the cotangents of the dWs."""
+    g_dws = []
+    for dw, dw_below, a_out, t, dt in steps:
+        carry, g_dw = backward_step(vf, carry, dw, dw_below, a_out, t, dt, grads, want_dw)
+        g_dws.append(g_dw)
+    return carry, g_dws
 
 
 def backward_step(

@@ -337,8 +337,8 @@ class _FusedField(VectorField):
                 j += w.requires_grad
             self._param_index = index
         for w, j in zip(self.tensors, index):
-            if j is not None and grads[j] is None:
-                grads[j] = torch.zeros_like(w)
+            if j is not None and grads[j] is None:  # contiguous, as the accumulations return
+                grads[j] = torch.zeros(w.shape, dtype=w.dtype, device=w.device)
         return [None if j is None else grads[j] for j in index]
 
     def record(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Any]:
