@@ -211,6 +211,7 @@ def main() -> None:
         ("(a) sample 4096x252", "ours_a", "peer_a"),
         ("(a) sample 4096x252 compiled step", "ours_ac", "peer_a"),
         ("(a) sample 4096x252 vs torchsde without the dt hint", "ours_a", "peer_a_default"),
+        ("(a) compiled step vs torchsde without the dt hint", "ours_ac", "peer_a_default"),
         ("(b) fwd+adjoint 1024x252", "ours_b", "peer_b"),
         ("(b) fwd+adjoint 1024x252 compiled steps", "ours_bc", "peer_b"),
     ):
