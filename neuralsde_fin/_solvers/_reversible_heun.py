@@ -64,7 +64,7 @@ def forward_steps(
     if not torch.is_grad_enabled() and compilable(vf):
         step = compiled_function(forward_step, "reversible Heun step")
     if step is None:
-        step, f_and_g, dt_args = forward_step, vf.f_and_g, dts
+        step, f_and_g, dt_args = forward_step, vf.f_and_g, dts[lo : lo + count]
         # g is used at once (only its products are carried), so without autograd the fused
         # fields may write it into a buffer reused from step to step
         if not torch.is_grad_enabled():

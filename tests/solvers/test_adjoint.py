@@ -49,6 +49,19 @@ def test_adjoint_equals_backprop_fused(replay, noise_type):
     _check(model, y0, grid, bm, None)
 
 
+@pytest.mark.parametrize("noise_type", ["general", "diagonal"])
+def test_adjoint_equals_backprop_nonuniform_grid(replay, noise_type):
+    """Unequal steps (dt=None, the grid is ts) over several adjoint chunks: every chunk's forward
+    and backward steps must use their own step sizes."""
+    torch.manual_seed(3)
+    model = nsf.MLPDriftDiffusion(3, 2, 8, 2, noise_type=noise_type, drift_final="tanh").double()
+    steps = torch.rand(150, dtype=torch.float64) + 0.2
+    grid = torch.cat([torch.zeros(1, dtype=torch.float64), steps.cumsum(0) / steps.sum()])
+    bm = replay(grid, 4, 3 if noise_type == "diagonal" else 2, seed=7)
+    y0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    _check(model, y0, grid, bm, None)
+
+
 def test_adjoint_float32_close(replay):
     torch.manual_seed(2)
     model = nsf.MLPDriftDiffusion(3, 2, 16, 2)
