@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._solvers._compiled import compilable, compiled_function
-from neuralsde_fin._solvers._reversible_heun import forward_steps
+from neuralsde_fin._solvers._reversible_heun import axpy, forward_steps
 
 
 class Plan:
@@ -237,14 +237,15 @@ def backward_step(
     a_y = a_y + a_out
     h = 0.5 * dt
     half_ay = 0.5 * a_y
-    vz = vf.vjp(rec1, a_f + a_y * h, vf.outer_pair(u, dw_up, half_ay, dw), grads)
+    vz = vf.vjp(rec1, axpy(a_f, h, a_y), vf.outer_pair(u, dw_up, half_ay, dw), grads)
     a_z1 = a_z if vz is None else a_z + vz
     with torch.no_grad():
-        z0 = torch.add(g1dw, f1 * dt).add_(z1).neg_().add_(y1, alpha=2.0)
+        z0 = axpy(g1dw, dt, f1).add_(z1).neg_().add_(y1, alpha=2.0)
     f0, g0, rec0 = vf.record(t, z0)
     with torch.no_grad():
         g0dw, g0dw_below = vf.prod_pair(g0, dw, dw_below)
-        y0 = torch.add(g0dw, g1dw).mul_(0.5).add_(f0 * h).add_(f1 * h).neg_().add_(y1)
+        y0 = torch.add(g0dw, g1dw).mul_(0.5)
+        y0 = axpy(axpy(y0, h, f0, inplace=True), h, f1, inplace=True).neg_().add_(y1)
         g_dw = None
         if want_dw:
             g_dw = vf.prod_adjoint_dw(a_z1 + half_ay, g0) + vf.prod_adjoint_dw(half_ay, g1)

@@ -97,12 +97,20 @@ def forward_step(vf, f_and_g, y, z, f, gdw, t1, dt, dw, dw_next):
     Shape:
         y, z, f, gdw: (batch, state); dw, dw_next: (batch, noise).
     """
-    z1 = torch.add(gdw, f * dt).add_(y, alpha=2.0).sub_(z)
+    z1 = axpy(gdw, dt, f).add_(y, alpha=2.0).sub_(z)
     f1, g1 = f_and_g(t1, z1)
     g1dw, g1dw_next = vf.prod_pair(g1, dw, dw_next)
     h = 0.5 * dt
-    y = torch.add(y, f * h).add_(f1 * h).add_(gdw, alpha=0.5).add_(g1dw, alpha=0.5)
+    y = axpy(axpy(y, h, f), h, f1, inplace=True).add_(gdw, alpha=0.5).add_(g1dw, alpha=0.5)
     return y, z1, f1, g1dw_next
+
+
+def axpy(x: Tensor, a: float | Tensor, y: Tensor, *, inplace: bool = False) -> Tensor:
+    """x + a y as one fused op when a is a Python number (eager), else x + y * a (a 0-dim
+    tensor: the compiled steps take dt as an input). ``inplace`` updates x (a temporary)."""
+    if isinstance(a, (int, float)):
+        return x.add_(y, alpha=a) if inplace else torch.add(x, y, alpha=a)
+    return x.add_(y * a) if inplace else torch.add(x, y * a)
 
 
 @register("reversible_heun")
