@@ -300,7 +300,7 @@ class SDEGANConfig:
     Speed: with ``NEURALSDE_FIN_COMPILE=1`` in the environment the reversible Heun steps of the
     generator and the discriminator, forward and adjoint backward, run ``torch.compile``-d
     (about 30 s of compilation once per process, architecture and batch size; then each
-    training step is 1.2-1.7x faster, ``benchmarks/bench_sdegan.py``). Worth it for runs of
+    training step is 1.2-1.6x faster, ``benchmarks/bench_sdegan.py``). Worth it for runs of
     more than a few hundred steps.
 
     Attributes:

@@ -16,7 +16,7 @@ With ``NEURALSDE_FIN_COMPILE=1`` in the environment:
   backward steps (``_adjoint.backward_step``: the algebraic reverse step, one evaluation and
   its hand-written VJP) of ``sdeint(..., adjoint=True)`` and ``cdeint`` on fused fields
   (:func:`compilable`) are compiled functions (:func:`compiled_function`). This is where the
-  compilation pays most: the SDE-GAN training step is 1.3-1.5x faster (``bench_sdegan.py``).
+  compilation pays most: the SDE-GAN training step is 1.2-1.6x faster (``bench_sdegan.py``).
 
 Compiling costs about 5-30 s once per process, architecture and batch shape (Dynamo recompiles
 for a new batch size; after ``torch._dynamo.config.recompile_limit`` variants it stays eager),
