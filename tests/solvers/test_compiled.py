@@ -65,22 +65,28 @@ def test_autograd_solves_are_not_compiled(monkeypatch):
         assert _compiled.compiled_step(func._nsf_vector_field(), y0) is None
 
 
-def test_compile_failure_falls_back_with_one_warning(monkeypatch):
-    model = nsf.MLPDriftDiffusion(3, 2, 8, 1)
-    y0 = torch.randn(5, 3)
-    ts = torch.linspace(0, 1, 5)
-    bm = nsf.VirtualBrownianTree(0.0, 1.0, (5, 2), seed=1, tol=1 / 252)
-    eager = _solve(model, y0, ts, bm, "0", monkeypatch)
+def _break_compile(monkeypatch):
+    """A fresh process whose torch.compile returns functions that fail (no C++ compiler)."""
 
-    def broken(module, **kwargs):
+    def broken(fn, **kwargs):
         def fail(*args):
             raise RuntimeError("no C++ compiler")
 
         return fail
 
     monkeypatch.setattr(_compiled, "_cache", {})
+    monkeypatch.setattr(_compiled, "_functions", {})
     monkeypatch.setattr(_compiled, "_failed", False)
     monkeypatch.setattr(torch, "compile", broken)
+
+
+def test_compile_failure_falls_back_with_one_warning(monkeypatch):
+    model = nsf.MLPDriftDiffusion(3, 2, 8, 1)
+    y0 = torch.randn(5, 3)
+    ts = torch.linspace(0, 1, 5)
+    bm = nsf.VirtualBrownianTree(0.0, 1.0, (5, 2), seed=1, tol=1 / 252)
+    eager = _solve(model, y0, ts, bm, "0", monkeypatch)
+    _break_compile(monkeypatch)
     with pytest.warns(RuntimeWarning, match="sampling step failed"):
         fallback = _solve(model, y0, ts, bm, "1", monkeypatch)
     assert torch.allclose(fallback, eager, atol=1e-6)
@@ -151,18 +157,8 @@ def test_adjoint_compile_failure_falls_back_with_one_warning(monkeypatch):
     ts = torch.linspace(0, 1, 5, dtype=torch.float64)
     bm = nsf.VirtualBrownianTree(0.0, 1.0, (5, 2), seed=1, tol=1 / 16, dtype=torch.float64)
     eager = _sde_grads(model, y0, ts, bm, "0", monkeypatch)
-
-    def broken(fn, **kwargs):
-        def fail(*args):
-            raise RuntimeError("no C++ compiler")
-
-        return fail
-
-    monkeypatch.setattr(_compiled, "_functions", {})
-    monkeypatch.setattr(_compiled, "_failed", False)
-    monkeypatch.setattr(torch, "compile", broken)
+    _break_compile(monkeypatch)
     with pytest.warns(RuntimeWarning, match="reversible Heun step failed"):
         fallback = _sde_grads(model, y0, ts, bm, "1", monkeypatch)
-    for f, e in zip(fallback, eager, strict=True):
-        torch.testing.assert_close(f, e, rtol=1e-12, atol=1e-13)
+    _assert_close(fallback, eager)
     assert not _compiled.enabled()
