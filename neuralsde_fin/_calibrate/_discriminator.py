@@ -166,8 +166,8 @@ class CDEDiscriminator(nn.Module):
         """Score of every path of X (time in channel 0, no NaN: see :func:`interpolate_missing`)."""
         h0 = self.readin(X[:, 0])
         adj = self.adjoint if adjoint is None else adjoint
-        hs = cdeint(self.func, h0, X, ts=X[0, :, 0].detach(), adjoint=adj)
-        return self.readout(hs[:, -1]).squeeze(-1)
+        h1 = cdeint(self.func, h0, X, ts=X[0, :, 0].detach(), adjoint=adj, output="final")
+        return self.readout(h1).squeeze(-1)
 
 
 @torch.no_grad()

@@ -4,8 +4,9 @@ Public names (re-exported by ``neuralsde_fin``):
 
 * ``sdeint(sde, y0, ts, *, bm=None, method="reversible_heun", dt=None, adjoint=False, seed=0)``
   solves a torchsde-protocol SDE; output (len(ts), batch, state).
-* ``cdeint(func, h0, X, *, ts=None, adjoint=True)`` solves dh = func(t, h) dX by reversible Heun
-  with dX for dW; output (batch, length, hidden). Gradients reach h0, func's parameters and X.
+* ``cdeint(func, h0, X, *, ts=None, adjoint=True, output="all")`` solves dh = func(t, h) dX by
+  reversible Heun with dX for dW; output (batch, length, hidden), or (batch, hidden) with
+  ``output="final"``. Gradients reach h0, func's parameters and X.
 * ``MLPDriftDiffusion`` and ``CDEFunc``: the package's neural vector fields (LipSwish MLPs with
   time input) that run on the fused fast path; ``.unfused()`` gives the conventional twin.
 * ``SOLVERS``: the registry, {"euler", "heun", "reversible_heun"}.

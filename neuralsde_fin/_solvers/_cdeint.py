@@ -32,6 +32,7 @@ def cdeint(
     *,
     ts: Tensor | None = None,
     adjoint: bool = True,
+    output: str = "all",
 ) -> Tensor:
     r"""Solve the neural CDE dh = func(t, h) dX along the piecewise-linear path through X.
 
@@ -61,13 +62,17 @@ def cdeint(
         ts: observation times (default 0, 1, ..., length - 1).
         adjoint: use the exact reversible-Heun adjoint instead of backpropagating through the
             solve.
+        output: ``"all"`` for the hidden state at every observation time, ``"final"`` for the
+            last one only (what a readout of the final state needs: the intermediate states
+            are neither stored nor given zero cotangents in the backward pass).
 
     Returns:
-        The hidden state at every observation time (torchcde's layout: time second).
+        The hidden state at every observation time (torchcde's layout: time second), or at the
+        last one.
 
     Shape:
         h0: (batch, hidden); X: (batch, length, channels); ts: (length,);
-        returns (batch, length, hidden).
+        returns (batch, length, hidden), or (batch, hidden) with ``output="final"``.
 
     References:
         Kidger, Morrill, Foster, Lyons (2020), Neural Controlled Differential Equations for
@@ -80,6 +85,8 @@ def cdeint(
     if not torch.is_tensor(h0) or h0.dim() != 2 or h0.shape[0] != X.shape[0]:
         shape = tuple(h0.shape) if torch.is_tensor(h0) else type(h0).__name__
         raise ValueError(f"h0 must have shape ({X.shape[0]}, hidden) to match X, got {shape}")
+    if output not in ("all", "final"):
+        raise ValueError(f'output must be "all" or "final", got {output!r}')
     batch, length, channels = X.shape
     if ts is None:
         ts = torch.arange(length, dtype=X.dtype, device=X.device)
@@ -100,10 +107,10 @@ def cdeint(
     dx = (X[:, 1:] - X[:, :-1]).transpose(0, 1)
     tlist = [t.clone() for t in ts.unbind(0)]
     dts = (ts[1:] - ts[:-1]).tolist()
-    out_steps = list(range(length))
+    out_steps = list(range(length)) if output == "all" else [length - 1]
     if adjoint:
         plan = Plan(vf, tlist, dts, out_steps, None, length)
         hs = ReversibleHeunAdjoint.apply(plan, h0, dx, *vf.params())
     else:
         hs = ReversibleHeun().solve(vf, h0, tlist, dts, dx, out_steps)
-    return hs.transpose(0, 1)
+    return hs.transpose(0, 1) if output == "all" else hs[0]

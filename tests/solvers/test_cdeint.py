@@ -103,6 +103,25 @@ def test_adjoint_gradients_equal_backprop(fused):
         assert rel < 1e-8
 
 
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_output_final_equals_last_of_all(fused, adjoint):
+    """output="final" is the last state of output="all", with the same gradients (float64)."""
+    func, X, h0 = _data(seed=6, length=20)
+    if fused:
+        torch.manual_seed(7)
+        func = nsf.CDEFunc(5, 3, 16, 2).double()
+    params = [h0, X, *func.parameters()]
+    full = nsf.cdeint(func, h0, X, adjoint=adjoint)[:, -1]
+    final = nsf.cdeint(func, h0, X, adjoint=adjoint, output="final")
+    assert final.shape == (X.shape[0], h0.shape[1])
+    torch.testing.assert_close(final, full, rtol=1e-13, atol=0)
+    ga = torch.autograd.grad(full.sin().sum(), params)
+    gb = torch.autograd.grad(final.sin().sum(), params)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+
+
 def test_gradcheck_X_and_h0():
     func, X, h0 = _data(seed=4, batch=2, length=4, channels=2, hidden=2)
     assert torch.autograd.gradcheck(lambda h, x: nsf.cdeint(func, h, x), (h0, X))
@@ -128,3 +147,5 @@ def test_cdeint_errors():
         nsf.cdeint(func, h0, X, ts=torch.zeros(X.shape[1], dtype=torch.float64))
     with pytest.raises(ValueError, match="func must return"):
         nsf.cdeint(lambda t, h: h, h0, X)
+    with pytest.raises(ValueError, match="output must"):
+        nsf.cdeint(func, h0, X, output="last")
