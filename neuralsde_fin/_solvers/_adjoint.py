@@ -170,7 +170,9 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
             vf._grad_slots(grads_p)  # accumulators exist before the graph updates them
 
         carry = None
-        zero_out = torch.zeros_like(y1)
+        # one zero cotangent per slot of a group: a tensor passed twice to the compiled steps
+        # would make Dynamo compile a variant with the two inputs aliased
+        zero_outs = [torch.zeros_like(y1) for _ in range(unroll)]
         pending: list[tuple] = []
         for n, dw, dw_below in _reverse_steps(plan, dw_input, n_steps):
             if carry is None:
@@ -179,7 +181,7 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                 zeros = [torch.zeros_like(y1) for _ in range(4)]  # a_y, a_z, a_f, u
                 carry = (y1, z1, f1, g1, vf.prod(g1, dw), rec1, *zeros, torch.zeros_like(dw))
             k = save_at.get(n + 1)
-            a_out = zero_out if k is None else grad_out[k]
+            a_out = zero_outs[len(pending)] if k is None else grad_out[k]
             pending.append((n, (dw, dw_below, a_out, tl[n], dt_args[n])))
             if len(pending) == unroll or n == 0:
                 # the compiled function for groups of `unroll` steps; a shorter last group eager

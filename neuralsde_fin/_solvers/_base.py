@@ -96,7 +96,7 @@ class VectorField:
         if self.diagonal:
             return g * dw_a, g * dw_b
         r = torch.bmm(g, torch.stack([dw_a, dw_b], dim=-1))
-        return r[..., 0], r[..., 1]
+        return r[..., 0], r[..., 1].contiguous()  # carried to the next step, as ``prod`` is
 
     def outer_pair(self, u: Tensor, dw_a: Tensor, v: Tensor, dw_b: Tensor) -> Tensor:
         """Cotangent of g given cotangents u of g dw_a and v of g dw_b: u (x) dw_a + v (x) dw_b."""

@@ -400,7 +400,9 @@ class _FusedField(VectorField):
         if self.diagonal:
             return g * dw_a, g * dw_b
         r = torch.bmm(torch.stack([dw_a, dw_b], dim=1), g.transpose(1, 2))
-        return r[:, 0], r[:, 1]
+        # g dw_b is carried to the next step: contiguous, like the first step's ``prod`` (a
+        # strided carry would make the compiled steps compile a second variant)
+        return r[:, 0], r[:, 1].contiguous()
 
     def outer_pair(self, u: Tensor, dw_a: Tensor, v: Tensor, dw_b: Tensor) -> Tensor:
         if self.diagonal:
