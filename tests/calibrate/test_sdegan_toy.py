@@ -36,6 +36,11 @@ PROPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #:   current code, against 0.29 s), over the 600 s budget. With NEURALSDE_FIN_COMPILE=1 (while
 #:   other jobs shared the machine) the KS were the same, 709 CPU s plus 36 s of compilation.
 #:   Final code, 01:12 UTC: the same KS, 553 CPU s (the whole test 559 s wall).
+#:   2026-11-24 02:27 UTC (training bit for bit as before): the same KS, 724 CPU s, over budget.
+#:   The penalty on every 2nd / 4th critic step only, 2x / 4x heavier (lazy regularisation,
+#:   tried that day to cut its double backward): 531 / 485 CPU s, but KS at 10% 0.145 / 0.180
+#:   (0.1445 / 0.0715 / 0.0445 / 0.032 / 0.0185 and 0.1795 / 0.098 / 0.0225 / 0.0485 / 0.034):
+#:   the early marginal needs the penalty at every step. Not adopted.
 #: The failing runs all miss the early marginal: the generator keeps a long left tail of the
 #: uniform initial law (1% quantile -3.0 against -1.7) and too little of the early mean
 #: reversion (std at t = 6 about 0.9 against 0.58).
