@@ -299,9 +299,9 @@ class SDEGANConfig:
 
     Speed: with ``NEURALSDE_FIN_COMPILE=1`` in the environment the reversible Heun steps of the
     generator and the discriminator, forward and adjoint backward, run ``torch.compile``-d
-    (about 30 s of compilation once per process, architecture and batch size; then each
-    training step is 1.2-1.6x faster, ``benchmarks/bench_sdegan.py``). Worth it for runs of
-    more than a few hundred steps.
+    (20-30 s of compilation with a cold Inductor cache, once per process, architecture and
+    batch size; then each training step is 1.2-1.6x faster, ``benchmarks/bench_sdegan.py``).
+    Worth it for runs of more than a few hundred steps.
 
     Attributes:
         initial_noise: generator's initial-noise size.
