@@ -18,12 +18,12 @@ With ``NEURALSDE_FIN_COMPILE=1`` in the environment:
   (:func:`compilable`) are compiled functions (:func:`compiled_function`). This is where the
   compilation pays most: the SDE-GAN training step is 1.2-1.6x faster (``bench_sdegan.py``).
 
-Compiling costs about 5-30 s (20-30 s for a training solve with a cold Inductor cache) once
-per process, architecture and batch shape (Dynamo recompiles for a new batch size; after
-``torch._dynamo.config.recompile_limit`` variants it stays eager), so it pays for long jobs (training runs, many sampling chunks), not for one small solve, which
-is why it is opt-in. Solves of generic SDEs are never compiled. If compilation fails (no C++
-compiler, unsupported device), one warning is issued and the eager path is used for the rest
-of the process.
+Compiling costs about 5-30 s (20-30 s for a training solve with a cold Inductor cache) once per
+process, architecture and batch shape (Dynamo recompiles for a new batch size; after
+``torch._dynamo.config.recompile_limit`` variants it stays eager), so it pays for long jobs
+(training runs, many sampling chunks), not for one small solve, which is why it is opt-in.
+Solves of generic SDEs are never compiled. If compilation fails (no C++ compiler, unsupported
+device), one warning is issued and the eager path is used for the rest of the process.
 
 The compiled sampling module holds its own copy of the folded weights, refreshed in place before
 every solve (the graph reads them as inputs), so models of one architecture share one
