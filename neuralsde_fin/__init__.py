@@ -71,6 +71,7 @@ from neuralsde_fin._solvers import (
     LipSwish,
     MLPDriftDiffusion,
     cdeint,
+    compiled_solvers,
     sdeint,
 )
 from neuralsde_fin._solvers._ode import ODEBlock, odeint
@@ -82,8 +83,6 @@ __all__ = [
     "BASELINES",
     "GBM",
     "LOSSES",
-    "LOSSES",
-    "SOLVERS",
     "SOLVERS",
     "AsianCall",
     "AsianPut",
@@ -125,6 +124,7 @@ __all__ = [
     "black_scholes_vega",
     "calibrate",
     "cdeint",
+    "compiled_solvers",
     "combine_shards",
     "data",
     "digital_payoff",

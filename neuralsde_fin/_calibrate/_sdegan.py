@@ -297,11 +297,11 @@ def sdegan_step(
 class SDEGANConfig:
     """Knobs of the SDE-GAN recipe, with defaults that train stably (see torchsde's example).
 
-    Speed: with ``NEURALSDE_FIN_COMPILE=1`` in the environment the reversible Heun steps of the
-    generator and the discriminator, forward and adjoint backward, run ``torch.compile``-d
-    (20-30 s of compilation with a cold Inductor cache, once per process, architecture and
-    batch size; then each training step is 1.2-1.6x faster, ``benchmarks/bench_sdegan.py``).
-    Worth it for runs of more than a few hundred steps.
+    Speed: with ``compile`` on, the reversible Heun steps of the generator and the
+    discriminator, forward and adjoint backward, run ``torch.compile``-d (20-30 s of compilation
+    with a cold Inductor cache, once per process, architecture and batch size; then each
+    training step is 1.2-1.6x faster, ``benchmarks/bench_sdegan.py``). By default that is the
+    case for runs of at least 1000 steps.
 
     Attributes:
         initial_noise: generator's initial-noise size.
@@ -326,6 +326,8 @@ class SDEGANConfig:
         init_scale: generator initial-condition / vector-field parameter multipliers.
         dt: generator step (None: one step per observation interval).
         seed: seed of parameters, noise and batches.
+        compile: compile the solver steps (True / False); None: ``NEURALSDE_FIN_COMPILE`` if
+            set, else on when ``steps >= 1000`` (``nsf.compiled_solvers``).
     """
 
     initial_noise: int = 5
@@ -344,6 +346,7 @@ class SDEGANConfig:
     init_scale: tuple[float, float] = field(default=(3.0, 0.5))
     dt: float | None = None
     seed: int = 0
+    compile: bool | None = None
 
     def validate(self) -> None:
         """Raise a one-line ValueError on the first bad knob."""
@@ -359,6 +362,8 @@ class SDEGANConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (0.0 <= self.swa_start <= 1.0):
             raise ValueError(f"swa_start must be a fraction in [0, 1], got {self.swa_start!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True, False or None, got {self.compile!r}")
         if self.lipschitz not in ("clip", "gp"):
             raise ValueError(f"lipschitz must be 'clip' or 'gp', got {self.lipschitz!r}")
 
@@ -437,6 +442,7 @@ class SDEGANTrainer:
             progress=progress,
             adjoint=True,
             weight_decay=cfg.weight_decay,
+            compile=cfg.compile,
         )
         self.losses = list(self.generator.info.get("history", []))
         return self.losses

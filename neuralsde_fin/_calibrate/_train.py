@@ -42,6 +42,8 @@ from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._errors import CheckpointError
 from neuralsde_fin._models._io import atomic_save, safe_load
 from neuralsde_fin._models._market import MarketModel, model_from_checkpoint
+from neuralsde_fin._solvers._compiled import compiled_solvers
+from neuralsde_fin._solvers._compiled import resolve as resolve_compile
 
 TRAIN_FORMAT = "neuralsde_fin.calibration"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -122,6 +124,7 @@ def train(
     callback: Callable[[int, float], None] | None = None,
     run_config: dict[str, Any] | None = None,
     weight_decay: float = 0.0,
+    compile: bool | None = None,
 ) -> MarketModel:
     """Fit ``model`` to the normalised real windows ``real`` by minimising ``loss``.
 
@@ -147,6 +150,11 @@ def train(
         callback: called as ``callback(step, loss)`` after every completed step.
         run_config: plain-JSON description of the run; a resumed run must match it.
         weight_decay: L2 weight decay of the generator's optimiser.
+        compile: run the reversible-Heun steps of the package's fused fields ``torch.compile``-d
+            (``nsf.compiled_solvers``; adjoint solves and the SDE-GAN discriminator). None:
+            ``NEURALSDE_FIN_COMPILE`` if set, else on when ``steps >= 1000``, where the 20-30 s
+            of compilation is paid back. The mode depends on ``steps``, not on where a resumed
+            run starts, so a resumed run computes as the uninterrupted one does.
 
     Returns:
         The trained model (SWA-averaged weights when ``swa``).
@@ -223,13 +231,15 @@ def train(
         total=steps, initial=start, disable=not (progress and main), desc=f"calibrate[{loss.name}]"
     )
     step_done = start
+    compiling = resolve_compile(compile, steps)
     try:
         for step in range(start, steps):
             idx = _batch_indices(real.shape[0], batch, seed, step, device)
             real_b = real[idx]
-            value, ok = _loss_and_grads(
-                model, loss, real_b, params, batch=batch, seed=seed, step=step, adjoint=adjoint
-            )
+            with compiled_solvers(compiling):
+                value, ok = _loss_and_grads(
+                    model, loss, real_b, params, batch=batch, seed=seed, step=step, adjoint=adjoint
+                )
             if ok:
                 if grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)

@@ -10,6 +10,8 @@ Public names (re-exported by ``neuralsde_fin``):
 * ``MLPDriftDiffusion`` and ``CDEFunc``: the package's neural vector fields (LipSwish MLPs with
   time input) that run on the fused fast path; ``.unfused()`` gives the conventional twin.
 * ``SOLVERS``: the registry, {"euler", "heun", "reversible_heun"}.
+* ``compiled_solvers(enabled=True)``: a context manager that runs the reversible-Heun steps of
+  those fields ``torch.compile``-d (``_compiled.py``).
 
 Adding a solver is one file: subclass ``Solver`` (set ``sde_type``; implement ``step`` and, if
 it carries state, ``init``; optionally a faster ``solve``), decorate it with
@@ -26,6 +28,7 @@ from __future__ import annotations
 from neuralsde_fin._solvers import _euler, _heun, _reversible_heun  # noqa: F401  (registration)
 from neuralsde_fin._solvers._base import SOLVERS, Solver, VectorField, register
 from neuralsde_fin._solvers._cdeint import cdeint
+from neuralsde_fin._solvers._compiled import compiled_solvers
 from neuralsde_fin._solvers._nets import CDEFunc, LipSwish, MLPDriftDiffusion
 from neuralsde_fin._solvers._sdeint import sdeint
 
@@ -37,6 +40,7 @@ __all__ = [
     "Solver",
     "VectorField",
     "cdeint",
+    "compiled_solvers",
     "register",
     "sdeint",
 ]

@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
+import neuralsde_fin as nsf
 from neuralsde_fin._calibrate._discriminator import (
     CDEDiscriminator,
     clip_weights,
@@ -236,9 +238,89 @@ def test_trainer_fills_missing_data_and_trains_on_the_shared_loop():
     assert torch.equal(out, tr.sample(10, seed=1))
 
 
+def _trainer(dtype=torch.float32, **knobs):
+    g = torch.Generator().manual_seed(0)
+    data = (0.3 * torch.randn(200, 12, 1, generator=g).cumsum(1)).to(dtype)
+    cfg = SDEGANConfig(hidden=6, width=6, batch=32, swa_start=0.5, g_lr=0.05, d_lr=0.05, **knobs)
+    return SDEGANTrainer(data, torch.arange(12.0, dtype=dtype), cfg)
+
+
+@pytest.mark.parametrize(
+    ("compile_knob", "env", "steps", "want"),
+    [
+        (None, None, 4, False),
+        (None, None, 1000, True),
+        (None, "1", 4, True),
+        (None, "0", 1000, False),
+        (True, "0", 4, True),
+        (False, "1", 1000, False),
+    ],
+)
+def test_compile_knob_reaches_the_training_solves(compile_knob, env, steps, want, monkeypatch):
+    """``compile``: explicit, else NEURALSDE_FIN_COMPILE, else on for runs of >= 1000 steps; in
+    force while the shared loop computes a step (recorded there, then run eagerly)."""
+    from neuralsde_fin._calibrate import _train
+    from neuralsde_fin._solvers import _compiled
+
+    if env is None:
+        monkeypatch.delenv("NEURALSDE_FIN_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("NEURALSDE_FIN_COMPILE", env)
+    seen, inner = [], _train._loss_and_grads
+
+    def spy(*args, **kwargs):
+        seen.append(_compiled.enabled())
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # two steps are enough
+        with _compiled.compiled_solvers(False):
+            return inner(*args, **kwargs)
+
+    monkeypatch.setattr(_train, "_loss_and_grads", spy)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(steps=steps, compile=compile_knob).train()
+    assert seen == [want, want]
+    assert _compiled.enabled() is (env == "1")  # the mode is restored after the run
+
+
+def test_compiled_training_equals_eager(monkeypatch):
+    """Three SDE-GAN steps (float64) with compiled solver steps equal the eager run: the losses
+    and the final weights of both networks, to float64 rounding."""
+    monkeypatch.delenv("NEURALSDE_FIN_COMPILE", raising=False)
+    runs = []
+    for flag in (False, True):
+        tr = _trainer(torch.float64, steps=3, compile=flag)
+        before = counters["stats"]["unique_graphs"]
+        losses = tr.train()
+        # compiled: the forward and the backward step of the generator and the discriminator
+        assert counters["stats"]["unique_graphs"] - before == (4 if flag else 0)
+        weights = [*tr.generator.parameters(), *tr.loss.disc.parameters()]
+        runs.append((torch.tensor(losses), [w.detach().clone() for w in weights]))
+    (l0, w0), (l1, w1) = runs
+    torch.testing.assert_close(l1, l0, rtol=1e-10, atol=0)
+    for a, b in zip(w1, w0):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_compiled_solvers_restores_the_mode_on_error():
+    from neuralsde_fin._solvers import _compiled
+
+    before = _compiled.enabled()
+    with pytest.raises(RuntimeError), nsf.compiled_solvers(not before):
+        assert _compiled.enabled() is (not before)
+        raise RuntimeError
+    assert _compiled.enabled() is before
+
+
 @pytest.mark.parametrize(
     ("knob", "value"),
-    [("batch", 0), ("g_lr", -1.0), ("d_lr", float("nan")), ("swa_start", 1.5), ("lipschitz", "x")],
+    [
+        ("batch", 0),
+        ("g_lr", -1.0),
+        ("d_lr", float("nan")),
+        ("swa_start", 1.5),
+        ("lipschitz", "x"),
+        ("compile", "yes"),
+    ],
 )
 def test_config_rejects_bad_knobs(knob, value):
     cfg = SDEGANConfig(**{knob: value})
