@@ -13,10 +13,13 @@ backend="torchsde", dt=1 and the adjoint; nn.Sequential MLPs on cat([t, x])), gi
 BrownianInterval with the step-size hint dt=1 (the example builds none, which makes the peer
 about 3% slower); ours is
 neuralsde_fin's ``sdegan_step`` with the same architecture, batch and grid, twice: eager, and
-with the opt-in compiled solver steps (``NEURALSDE_FIN_COMPILE=1``: the reversible Heun forward
-and adjoint backward steps of generator and discriminator, compilation timed separately and
-excluded; rows ``*_compiled``). Repeats are interleaved (ours, ours compiled, peer, ...) and
-medians reported.
+with compiled solver steps (``nsf.compiled_solvers()``: the reversible Heun forward and adjoint
+backward steps of generator and discriminator, compilation timed separately and excluded; rows
+``*_compiled``). The compiled rows are what a training run gets by default
+(``nsf.calibrate`` / ``SDEGANTrainer`` compile when ``steps >= 1000``, where the 20-30 s of
+compilation is paid back; the torchsde example runs 10,000 steps); the eager rows are what
+shorter runs, or ``compile=False``, get. Repeats are interleaved (ours, ours compiled, peer,
+...) and medians reported.
 
 Cases:
     (i)  the published recipe: initial noise 5, Brownian dim 3, hidden 16, MLP 16 x 1 layer,
@@ -33,7 +36,6 @@ threads barely help and, on a shared machine, OpenMP spin-waits make them much s
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -41,6 +43,7 @@ import torch
 
 from neuralsde_fin._calibrate._discriminator import CDEDiscriminator, time_augment
 from neuralsde_fin._calibrate._sdegan import SDEGenerator, sdegan_step
+from neuralsde_fin._solvers import compiled_solvers
 
 CASES = {
     "i_recipe_h16_mlp16x1": dict(hidden=16, width=16, depth=1),
@@ -177,18 +180,12 @@ def _ours(hidden: int, width: int, depth: int):
 
 
 def _compiled_run(step):
-    """``step`` with the opt-in compiled solver steps (NEURALSDE_FIN_COMPILE=1)."""
+    """``step`` with compiled solver steps (``nsf.compiled_solvers()``, the training default for
+    runs of at least 1000 steps)."""
 
     def run():
-        flag = os.environ.get("NEURALSDE_FIN_COMPILE")
-        os.environ["NEURALSDE_FIN_COMPILE"] = "1"
-        try:
+        with compiled_solvers(True):
             return step()
-        finally:
-            if flag is None:
-                del os.environ["NEURALSDE_FIN_COMPILE"]
-            else:
-                os.environ["NEURALSDE_FIN_COMPILE"] = flag
 
     return run
 

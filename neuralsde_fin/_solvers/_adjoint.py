@@ -22,9 +22,10 @@ fused fields. Gradients equal those of backpropagating through the discretised s
 float rounding. Brownian increments are fetched in chunks, in reverse, so memory does not grow
 with the number of steps.
 
-The backward step is one function, :func:`backward_step`; with ``NEURALSDE_FIN_COMPILE=1`` and a
-fused field it runs ``torch.compile``-d (``_compiled.py``), which fuses its elementwise work
-(LipSwish derivatives, the g dW adjoints, the reverse update) around the GEMMs.
+The backward step is one function, :func:`backward_step`; with compiled solver steps enabled
+(``nsf.compiled_solvers()``) and a fused field it runs ``torch.compile``-d (``_compiled.py``),
+which fuses its elementwise work (LipSwish derivatives, the g dW adjoints, the reverse update)
+around the GEMMs.
 
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,

@@ -125,9 +125,10 @@ def sdeint(
     and attributes ``sde_type`` ("ito" or "stratonovich") and ``noise_type`` ("diagonal",
     "general", "additive" or "scalar"). Methods: "euler" (Ito), "heun" and "reversible_heun"
     (Stratonovich); see ``SOLVERS``. Inputs are checked once here; the step loop trusts them.
-    With ``NEURALSDE_FIN_COMPILE=1`` in the environment, reversible-Heun solves of the
-    package's fused fields (``MLPDriftDiffusion``) run ``torch.compile``-d steps when sampling
-    (no autograd) and with ``adjoint=True``, forward and backward (``_compiled.py``).
+    Inside ``nsf.compiled_solvers()`` (or with ``NEURALSDE_FIN_COMPILE=1``), reversible-Heun
+    solves of the package's fused fields (``MLPDriftDiffusion``) run ``torch.compile``-d steps
+    when sampling (no autograd) and with ``adjoint=True``, forward and backward
+    (``_compiled.py``); training runs of at least 1000 steps do so by default.
 
     Args:
         sde: the SDE (usually an ``nn.Module``; its parameters get gradients).
