@@ -105,7 +105,7 @@ def calibrate(
         grad_clip: clip the gradient norm (None: off).
         loss_options: options of the loss (override the method's defaults); for "sdegan" see
             ``SDEGANLoss`` (hidden, width, depth, d_lr, weight_decay, lipschitz, gp_coeff,
-            init_scale).
+            gp_method, init_scale).
         model_options: options of ``MarketModel`` (latent, noise, width, depth, time_input ...).
         dtype: training dtype.
         callback: ``callback(step, loss)`` after every step (on every rank under torchrun).

@@ -23,13 +23,20 @@ from neuralsde_fin._calibrate._ganfields import GANCDEFunc
 from neuralsde_fin._solvers import CDEFunc, LipSwish, cdeint
 
 __all__ = [
+    "GP_METHODS",
     "CDEDiscriminator",
     "clip_weights",
     "gradient_penalty",
     "interpolate_missing",
     "mlp",
+    "penalty_probes",
     "time_augment",
+    "wasserstein_critic",
 ]
+
+#: How the gradient penalty's gradient is computed: :func:`penalty_probes` or
+#: :func:`gradient_penalty`.
+GP_METHODS = ("finite_difference", "double_backward")
 
 
 def mlp(in_features: int, out_features: int, width: int, depth: int) -> nn.Sequential:
@@ -123,7 +130,9 @@ class CDEDiscriminator(nn.Module):
     exact O(1)-memory reversible-Heun adjoint, and gradients reach X.
 
     Lipschitz control: :func:`clip_weights` (weight clipping, the paper's default, applied after
-    every optimiser step) or :func:`gradient_penalty` (an option).
+    every optimiser step) or a gradient penalty (an option): :func:`penalty_probes` (its
+    gradient by a central difference of first-order adjoint gradients, the fast default) or
+    :func:`gradient_penalty` (double backward through the solve).
 
     Args:
         data_size: channels of x (excluding time).
@@ -204,7 +213,9 @@ def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor
         \qquad \hat X = \alpha X_{real} + (1 - \alpha) X_{fake},\ \alpha \sim U(0, 1)
 
     Computed with the discriminator backpropagating through the solve (double backward), so it
-    costs about twice a discriminator pass.
+    costs about twice a discriminator pass, recorded op by op (never compiled);
+    :func:`penalty_probes` gives the same value and gradient (to O(h^2)) from first-order
+    passes, about 1.5x faster per SDE-GAN step.
 
     Args:
         discriminator: the discriminator.
@@ -220,9 +231,129 @@ def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor
     References:
         Gulrajani et al. (2017), Improved Training of Wasserstein GANs, arXiv:1704.00028.
     """
-    alpha = torch.rand(real.shape[0], 1, 1, dtype=real.dtype, device=real.device)
-    xhat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    xhat = _interpolates(real, fake).requires_grad_(True)
     with torch.enable_grad():
         score = discriminator(xhat, adjoint=False)
         (grad,) = torch.autograd.grad(score.sum(), xhat, create_graph=True)
     return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1).pow(2).mean()
+
+
+def _interpolates(real: Tensor, fake: Tensor) -> Tensor:
+    """alpha X_real + (1 - alpha) X_fake, alpha ~ U(0, 1) per path (global RNG), detached."""
+    alpha = torch.rand(real.shape[0], 1, 1, dtype=real.dtype, device=real.device)
+    return alpha * real.detach() + (1 - alpha) * fake.detach()
+
+
+def penalty_probes(
+    discriminator: CDEDiscriminator, real: Tensor, fake: Tensor, *, step: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The WGAN-GP penalty's value, and probe paths whose scores carry its gradient.
+
+    With :math:`g_i = \nabla_X D(\hat X_i)` at the interpolates of :func:`gradient_penalty`,
+
+    .. math::
+        \mathrm{GP} = \frac1B \sum_i (\lVert g_i \rVert - 1)^2, \qquad
+        \nabla_\phi \mathrm{GP} = \frac1B \sum_i \nabla_\phi \langle g_i, w_i \rangle,
+        \quad w_i = 2 (\lVert g_i \rVert - 1) \frac{g_i}{\lVert g_i \rVert}
+
+    (``w`` held fixed), and :math:`\langle g_i, w_i \rangle = \lVert w_i \rVert \,
+    \partial_h D(\hat X_i + h u_i)|_0` with :math:`u_i = w_i / \lVert w_i \rVert`. A central
+    difference of that directional derivative gives
+
+    .. math::
+        S = \sum_j c_j D(P_j), \quad P = [\hat X + h u;\ \hat X - h u], \quad
+        c = \frac{[\lVert w \rVert;\ -\lVert w \rVert]}{2 h B}, \qquad
+        \nabla_\phi S = \nabla_\phi \mathrm{GP} + O(h^2),
+
+    a finite-difference Hessian-vector product. So ``value + S - S.detach()`` has the penalty's
+    value and (to O(h^2)) its gradient, from first-order passes only: one adjoint pass for g
+    here, and the probes' scores, which the SDE-GAN critic computes in the same batched solve as
+    its real and generated paths. Unlike the double backward of :func:`gradient_penalty`,
+    which autograd must record step by step through the solve, both passes run on the
+    reversible-Heun adjoint (and its compiled steps). The default step h = eps^(1/3) of the
+    dtype (4.9e-3 in float32, 6.1e-6 in float64; paths are normalised to unit scale) balances
+    truncation against rounding: measured relative error of the gradient about 1e-4 in float32
+    against the exact double backward (tested). Score the probes in a batch whose first path is
+    unperturbed (as :func:`wasserstein_critic` does): ``cdeint`` reads the solve's times from
+    path 0's time channel.
+
+    Args:
+        discriminator: the discriminator (its ``adjoint`` setting is used for g).
+        real: real paths (time-augmented).
+        fake: generated paths (time-augmented).
+        step: difference step h (None: eps^(1/3) of the dtype).
+
+    Returns:
+        ``(value, probes, weights)``: the penalty (detached), the 2B probe paths, and their
+        weights c.
+
+    Shape:
+        real, fake: (B, length, 1 + data_size); returns (), (2B, length, 1 + data_size), (2B,).
+
+    References:
+        Gulrajani et al. (2017), Improved Training of Wasserstein GANs, arXiv:1704.00028.
+        Pearlmutter (1994), Fast Exact Multiplication by the Hessian, Neural Computation 6(1)
+        (Hessian-vector products; the finite-difference form and its O(h^2) error).
+    """
+    xhat = _interpolates(real, fake).requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(discriminator(xhat).sum(), xhat)
+    b = g.shape[0]
+    norm = g.reshape(b, -1).norm(dim=1)
+    value = (norm - 1).pow(2).mean()
+    w = (2 * (norm - 1) / norm.clamp_min(torch.finfo(g.dtype).tiny)).view(b, 1, 1) * g
+    w_norm = w.reshape(b, -1).norm(dim=1)
+    u = w / w_norm.clamp_min(torch.finfo(g.dtype).tiny).view(b, 1, 1)
+    h = torch.finfo(g.dtype).eps ** (1 / 3) if step is None else float(step)
+    x = xhat.detach()
+    probes = torch.cat([x + h * u, x - h * u])
+    weights = torch.cat([w_norm, -w_norm]) / (2 * h * b)
+    return value.detach(), probes, weights
+
+
+def wasserstein_critic(
+    discriminator: CDEDiscriminator,
+    fake: Tensor,
+    real: Tensor,
+    *,
+    penalty: bool = False,
+    gp_method: str = "finite_difference",
+) -> tuple[Tensor, Tensor | None]:
+    r"""The critic's Wasserstein term and, optionally, its gradient penalty, in one batched solve.
+
+    .. math::
+        L = \tfrac1B \textstyle\sum_i D(X^{fake}_i) - \tfrac1B \sum_i D(X^{real}_i)
+
+    Fake and real paths (and, with ``gp_method="finite_difference"``, the penalty's probe
+    paths of :func:`penalty_probes`) are scored in one ``cdeint`` solve.
+
+    Args:
+        discriminator: the discriminator.
+        fake: generated paths (time-augmented); gradients reach them unless detached.
+        real: real paths (time-augmented).
+        penalty: also return the gradient penalty (the WGAN-GP term at random interpolates).
+        gp_method: "finite_difference" (:func:`penalty_probes`) or "double_backward"
+            (:func:`gradient_penalty`).
+
+    Returns:
+        ``(L, GP)``, with GP None unless ``penalty``; both differentiable in the
+        discriminator's parameters (GP's gradient to O(h^2) with "finite_difference").
+
+    Shape:
+        fake, real: (B, length, 1 + data_size); returns (), ().
+    """
+    if gp_method not in GP_METHODS:
+        raise ValueError(f"gp_method must be one of {GP_METHODS}, got {gp_method!r}")
+    b = fake.shape[0]
+    paths, gp = [fake, real], None
+    if penalty and gp_method == "finite_difference":
+        value, probes, weights = penalty_probes(discriminator, real, fake)
+        paths.append(probes)
+    scores = discriminator(torch.cat(paths, dim=0))
+    loss = scores[:b].mean() - scores[b : 2 * b].mean()
+    if penalty and gp_method == "finite_difference":
+        s = (weights * scores[2 * b :]).sum()
+        gp = value + (s - s.detach())
+    elif penalty:
+        gp = gradient_penalty(discriminator, real, fake)
+    return loss, gp

@@ -29,12 +29,13 @@ from torch import Tensor, nn
 
 from neuralsde_fin._brownian import counter_normal
 from neuralsde_fin._calibrate._discriminator import (
+    GP_METHODS,
     CDEDiscriminator,
     clip_weights,
-    gradient_penalty,
     interpolate_missing,
     mlp,
     time_augment,
+    wasserstein_critic,
 )
 from neuralsde_fin._calibrate._ganfields import GANDriftDiffusion
 from neuralsde_fin._solvers import sdeint
@@ -244,6 +245,7 @@ def sdegan_step(
     *,
     lipschitz: str = "clip",
     gp_coeff: float = 10.0,
+    gp_method: str = "finite_difference",
     rng: torch.Generator | None = None,
 ) -> float:
     r"""One SDE-GAN training step: one generator and one discriminator update (Wasserstein).
@@ -265,6 +267,8 @@ def sdegan_step(
         d_opt: the discriminator's optimiser.
         lipschitz: "clip" (weight clipping) or "gp" (gradient penalty).
         gp_coeff: gradient-penalty weight (``lipschitz="gp"`` only).
+        gp_method: how the penalty's gradient is computed (``GP_METHODS``: "finite_difference",
+            from first-order passes, or "double_backward").
         rng: torch.Generator for the generator's noise.
 
     Returns:
@@ -273,13 +277,11 @@ def sdegan_step(
     Shape:
         real: (batch, len(ts), 1 + data_size).
     """
-    batch = real.shape[0]
-    fake = generator(ts, batch, generator=rng)
-    scores = discriminator(torch.cat([fake, real], dim=0))
-    loss = scores[:batch].mean() - scores[batch:].mean()
-    total = loss
-    if lipschitz == "gp":
-        total = loss + gp_coeff * gradient_penalty(discriminator, real, fake)
+    fake = generator(ts, real.shape[0], generator=rng)
+    loss, gp = wasserstein_critic(
+        discriminator, fake, real, penalty=lipschitz == "gp", gp_method=gp_method
+    )
+    total = loss if gp is None else loss + gp_coeff * gp
     total.backward()
     for p in generator.parameters():
         if p.grad is not None:
@@ -318,11 +320,15 @@ class SDEGANConfig:
         swa_start: fraction of ``steps`` after which the weights are averaged (SWA); the
             averaged generator is the result.
         lipschitz: "clip" (weight clipping, default, as in the paper) or "gp" (gradient
-            penalty: about 2x the cost per step, backpropagated through the discriminator's
-            solve). On the paper's OU toy with a 10-minute CPU budget only "gp" matched the
-            marginals (KS < 0.1 at all five times, 2000 steps); clipping left the marginal
-            at 10% of the interval at KS 0.16-0.22 (``tests/calibrate/test_sdegan_toy.py``).
+            penalty, with a separate critic pass per step). On the paper's OU toy with a
+            10-minute CPU budget only "gp" matched the marginals (KS < 0.1 at all five times,
+            2000 steps); clipping left the marginal at 10% of the interval at KS 0.16-0.22
+            (``tests/calibrate/test_sdegan_toy.py``).
         gp_coeff: gradient-penalty weight.
+        gp_method: how the penalty's gradient is computed: "finite_difference" (default;
+            first-order adjoint passes, ``penalty_probes``, relative error about 1e-4 in
+            float32) or "double_backward" (exact, through the solve, about 1.5x slower per
+            toy step).
         init_scale: generator initial-condition / vector-field parameter multipliers.
         dt: generator step (None: one step per observation interval).
         seed: seed of parameters, noise and batches.
@@ -343,6 +349,7 @@ class SDEGANConfig:
     swa_start: float = 0.5
     lipschitz: str = "clip"
     gp_coeff: float = 10.0
+    gp_method: str = "finite_difference"
     init_scale: tuple[float, float] = field(default=(3.0, 0.5))
     dt: float | None = None
     seed: int = 0
@@ -362,6 +369,8 @@ class SDEGANConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (0.0 <= self.swa_start <= 1.0):
             raise ValueError(f"swa_start must be a fraction in [0, 1], got {self.swa_start!r}")
+        if self.gp_method not in GP_METHODS:
+            raise ValueError(f"gp_method must be one of {GP_METHODS}, got {self.gp_method!r}")
         if self.compile is not None and not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True, False or None, got {self.compile!r}")
         if self.lipschitz not in ("clip", "gp"):
@@ -420,6 +429,7 @@ class SDEGANTrainer:
             weight_decay=cfg.weight_decay,
             lipschitz=cfg.lipschitz,
             gp_coeff=cfg.gp_coeff,
+            gp_method=cfg.gp_method,
         )
         self.losses: list[float] = []
 

@@ -31,11 +31,12 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._calibrate._discriminator import (
+    GP_METHODS,
     CDEDiscriminator,
     clip_weights,
-    gradient_penalty,
     interpolate_missing,
     time_augment,
+    wasserstein_critic,
 )
 from neuralsde_fin._calibrate._losses import Loss, register
 
@@ -60,6 +61,9 @@ class SDEGANLoss(Loss):
         weight_decay: discriminator weight decay.
         lipschitz: "clip" (weight clipping to 1/out_features, the paper's default) or "gp".
         gp_coeff: gradient-penalty weight (``lipschitz="gp"``).
+        gp_method: the penalty's gradient: "finite_difference" (default: first-order adjoint
+            passes, the probes scored in the critic's solve; ``penalty_probes``) or
+            "double_backward" (exact, through the solve; ``gradient_penalty``).
         init_scale: multiplier of the discriminator's initial parameters.
 
     Shape:
@@ -78,10 +82,13 @@ class SDEGANLoss(Loss):
         lipschitz: str = "clip",
         gp_coeff: float = 10.0,
         init_scale: float = 1.0,
+        gp_method: str = "finite_difference",
     ) -> None:
         super().__init__()
         if lipschitz not in ("clip", "gp"):
             raise ValueError(f"lipschitz must be 'clip' or 'gp', got {lipschitz!r}")
+        if gp_method not in GP_METHODS:
+            raise ValueError(f"gp_method must be one of {GP_METHODS}, got {gp_method!r}")
         for name, v in (("hidden", hidden), ("width", width), ("depth", depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -96,6 +103,7 @@ class SDEGANLoss(Loss):
             lipschitz=lipschitz,
             gp_coeff=float(gp_coeff),
             init_scale=float(init_scale),
+            gp_method=gp_method,
         )
         self.disc: CDEDiscriminator | None = None
         self.d_opt: torch.optim.Optimizer | None = None
@@ -137,11 +145,11 @@ class SDEGANLoss(Loss):
         if self._config["lipschitz"] == "gp":
             fake = self._augment(fake_paths.detach())
             real = self._augment(real_paths)
-            b = fake.shape[0]
             with torch.enable_grad():
-                scores = self.disc(torch.cat([fake, real], dim=0))
-                critic = scores[:b].mean() - scores[b:].mean()
-                critic = critic + self._config["gp_coeff"] * gradient_penalty(self.disc, real, fake)
+                critic, gp = wasserstein_critic(
+                    self.disc, fake, real, penalty=True, gp_method=self._config["gp_method"]
+                )
+                critic = critic + self._config["gp_coeff"] * gp
                 self.d_opt.zero_grad(set_to_none=True)
                 critic.backward()
         elif all(p.grad is None for p in params):
@@ -168,9 +176,8 @@ class SDEGANLoss(Loss):
         fake = self._augment(fake_paths)
         if self._config["lipschitz"] == "gp":
             return -self.disc(fake).mean()
-        b = fake.shape[0]
-        scores = self.disc(torch.cat([fake, self._augment(real_paths)], dim=0))
-        return scores[b:].mean() - scores[:b].mean()
+        critic, _ = wasserstein_critic(self.disc, fake, self._augment(real_paths))
+        return -critic
 
     # ------------------------------------------------------------- checkpointing
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
