@@ -42,6 +42,13 @@ PROPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #:   tried that day to cut its double backward): 531 / 485 CPU s, but KS at 10% 0.145 / 0.180
 #:   (0.1445 / 0.0715 / 0.0445 / 0.032 / 0.0185 and 0.1795 / 0.098 / 0.0225 / 0.0485 / 0.034):
 #:   the early marginal needs the penalty at every step. Not adopted.
+#:   Then two speed changes, same recipe: (1) training runs of >= 1000 steps compile the solver
+#:   steps by default: KS the same (0.080 / 0.064 / 0.0725 / 0.030 / 0.022), 607 CPU s counting
+#:   a cold compilation (eager in the same machine state: 0.337 s per step against 0.275, so
+#:   about 675 s); (2) the penalty's gradient from first-order passes (``penalty_probes``,
+#:   gp_method="finite_difference", the default) instead of the double backward: 0.21 s per
+#:   step, and this test at 04:11 UTC: 0.080 / 0.0645 / 0.072 / 0.031 / 0.021, 414 CPU s
+#:   including the cold compilation (in this process, so counted).
 #: The failing runs all miss the early marginal: the generator keeps a long left tail of the
 #: uniform initial law (1% quantile -3.0 against -1.7) and too little of the early mean
 #: reversion (std at t = 6 about 0.9 against 0.58).
