@@ -140,7 +140,7 @@ class CDEDiscriminator(nn.Module):
         width: units per hidden layer of the MLPs (readin and vector field).
         depth: hidden layers of the MLPs.
         adjoint: solve with the reversible-Heun adjoint (else backpropagate through the solve,
-            which is needed for double backward, i.e. the gradient penalty).
+            which the double backward of :func:`gradient_penalty` needs).
 
     Shape:
         X: (batch, length, 1 + data_size) with time in channel 0; returns (batch,).
