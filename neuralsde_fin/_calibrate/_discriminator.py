@@ -215,7 +215,7 @@ def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor
     Computed with the discriminator backpropagating through the solve (double backward), so it
     costs about twice a discriminator pass, recorded op by op (never compiled);
     :func:`penalty_probes` gives the same value and gradient (to O(h^2)) from first-order
-    passes, about 1.5x faster per SDE-GAN step.
+    passes, 1.7x faster per step of the OU toy's recipe (``benchmarks/README.md``).
 
     Args:
         discriminator: the discriminator.
@@ -266,16 +266,15 @@ def penalty_probes(
         \nabla_\phi S = \nabla_\phi \mathrm{GP} + O(h^2),
 
     a finite-difference Hessian-vector product. So ``value + S - S.detach()`` has the penalty's
-    value and (to O(h^2)) its gradient, from first-order passes only: one adjoint pass for g
-    here, and the probes' scores, which the SDE-GAN critic computes in the same batched solve as
-    its real and generated paths. Unlike the double backward of :func:`gradient_penalty`,
-    which autograd must record step by step through the solve, both passes run on the
-    reversible-Heun adjoint (and its compiled steps). The default step h = eps^(1/3) of the
-    dtype (4.9e-3 in float32, 6.1e-6 in float64; paths are normalised to unit scale) balances
-    truncation against rounding: measured relative error of the gradient about 1e-4 in float32
-    against the exact double backward (tested). Score the probes in a batch whose first path is
-    unperturbed (as :func:`wasserstein_critic` does): ``cdeint`` reads the solve's times from
-    path 0's time channel.
+    value and (to O(h^2)) its gradient, from first-order passes only: one adjoint pass for g here,
+    and the probes' scores, which the SDE-GAN critic computes in the same batched solve as its real
+    and generated paths. Unlike the double backward of :func:`gradient_penalty`, which autograd must
+    record step by step through the solve, both passes run on the reversible-Heun adjoint (and its
+    compiled steps). The default step h = eps^(1/3) of the dtype (4.9e-3 in float32, 6.1e-6 in
+    float64; the data channels are normalised to unit scale) balances truncation against rounding:
+    measured relative error of the gradient about 1e-4 in float32 against the exact double backward
+    (tested). Score the probes in a batch whose first path is unperturbed (as
+    :func:`wasserstein_critic` does): ``cdeint`` reads the solve's times from path 0's time channel.
 
     Args:
         discriminator: the discriminator (its ``adjoint`` setting is used for g).
@@ -298,12 +297,12 @@ def penalty_probes(
     xhat = _interpolates(real, fake).requires_grad_(True)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(discriminator(xhat).sum(), xhat)
-    b = g.shape[0]
+    b, tiny = g.shape[0], torch.finfo(g.dtype).tiny
     norm = g.reshape(b, -1).norm(dim=1)
     value = (norm - 1).pow(2).mean()
-    w = (2 * (norm - 1) / norm.clamp_min(torch.finfo(g.dtype).tiny)).view(b, 1, 1) * g
+    w = (2 * (norm - 1) / norm.clamp_min(tiny)).view(b, 1, 1) * g
     w_norm = w.reshape(b, -1).norm(dim=1)
-    u = w / w_norm.clamp_min(torch.finfo(g.dtype).tiny).view(b, 1, 1)
+    u = w / w_norm.clamp_min(tiny).view(b, 1, 1)
     h = torch.finfo(g.dtype).eps ** (1 / 3) if step is None else float(step)
     x = xhat.detach()
     probes = torch.cat([x + h * u, x - h * u])
