@@ -142,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for dtype in (torch.float32, torch.float64):
-        _kernels.warmup(dtype)  # torch.compile once, outside the timings
+        _kernels.warmup(dtype)  # build (or torch.compile) the kernels once, outside the timings
     ts32 = torch.linspace(0, 1, N_STEPS + 1)
     ts64 = torch.linspace(0, 1, N_STEPS + 1, dtype=torch.float64)
     dt = 1 / N_STEPS

@@ -1,12 +1,15 @@
 """The hot kernels of the Brownian tree: key hashing and the fused level update.
 
-``level_update`` is one pure function run either eagerly or through ``torch.compile`` (which
-fuses the hash, Box-Muller and the bridge update into one pass over memory, ~10x faster on CPU
-than eager tensor ops). The integer hash is identical either way; the floating transform may
-differ in the last ulp between the two, so each tree picks one mode for its whole life:
-compiled when it holds at least ``COMPILE_MIN_ELEMENTS`` values per time (paths x channels),
-eager otherwise. ``NEURALSDE_FIN_COMPILE=0`` (or ``1``) in the environment forces eager (or
-compiled) for every tree; if compilation fails the eager kernel is used, with one warning.
+``level_update`` is one pure function run either eagerly or compiled. Compiled means, on the CPU,
+the hand-written one-pass kernels of ``_native`` (built once by Inductor's C++ toolchain), and on
+other devices, or if those cannot be built, ``torch.compile`` of ``level_update`` (which fuses the
+hash, Box-Muller and the bridge update, ~10x faster on CPU than eager tensor ops; the native
+kernel is another 2.2x). The two compiled forms give the same values bit for bit. The integer
+hash is identical in every mode; the floating transform may differ in the last ulp between eager
+and compiled, so each tree picks one mode for its whole life: compiled when it holds at least
+``COMPILE_MIN_ELEMENTS`` values per time (paths x channels), eager otherwise.
+``NEURALSDE_FIN_COMPILE=0`` (or ``1``) in the environment forces eager (or compiled) for every
+tree; if compilation fails the eager kernel is used, with one warning.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import warnings
 import numpy as np
 import torch
 
+from neuralsde_fin._brownian import _native
 from neuralsde_fin._brownian._counter import GOLDEN, _mix, box_muller
 
 __all__ = ["fill_level", "increments", "pair_offsets", "use_compiled", "warmup"]
@@ -27,6 +31,8 @@ COMPILE_MIN_ELEMENTS = 2**14
 _compiled = None
 _compiled_diff = None
 _compile_failed = False
+#: Use the ``_native`` kernels on the CPU when they build (tests set it False to run Inductor's).
+NATIVE = True
 
 
 def pair_offsets(n_pairs: int, device: torch.device) -> torch.Tensor:
@@ -83,6 +89,9 @@ _warm: set[tuple[torch.dtype, str]] = set()
 def fill_level(table, start, ra, rb, ca, cb, sig, states, pairs, compiled: bool) -> None:
     """Run ``level_update`` compiled or eagerly (eager fallback if compilation fails)."""
     global _compile_failed, _compiled
+    if compiled and NATIVE and _native.available(table.dtype, table.device):
+        _native.level_update(table, start, ra, rb, ca, cb, sig, states, pairs)
+        return
     if compiled and not _compile_failed:
         try:
             if _compiled is None:
@@ -103,6 +112,8 @@ def fill_level(table, start, ra, rb, ca, cb, sig, states, pairs, compiled: bool)
 def increments(table: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, compiled: bool):
     """``gather_diff`` compiled or eagerly (after ``fill_level`` has settled the mode)."""
     global _compiled_diff
+    if compiled and NATIVE and _native.available(table.dtype, table.device):
+        return _native.gather_diff(table, r0, r1)
     if compiled and not _compile_failed:
         if _compiled_diff is None:
             _compiled_diff = torch.compile(gather_diff, dynamic=True)
@@ -119,12 +130,13 @@ WARMUP_VALUES = COMPILE_MIN_ELEMENTS
 
 
 def warmup(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-    """Compile the kernel for ``dtype`` ahead of time (10-60 s once per process and dtype).
+    """Compile the kernel for ``dtype`` ahead of time (10-60 s once per process and dtype;
+    2-6 s, once per machine, for the native CPU kernels).
 
-    Compiles the two variants torch.compile makes (any R >= 2 rows, then R = 1, which it
-    specialises), with pairwise distinct sizes so that no size equality gets baked into the
-    guards, and with rows of ``WARMUP_VALUES`` values, so that the kernels are compiled
-    multi-threaded (both the order and the sizes matter; see ``WARMUP_VALUES``).
+    For ``torch.compile``, compiles the two variants it makes (any R >= 2 rows, then R = 1,
+    which it specialises), with pairwise distinct sizes so that no size equality gets baked
+    into the guards, and with rows of ``WARMUP_VALUES`` values, so that the kernels are
+    compiled multi-threaded (both the order and the sizes matter; see ``WARMUP_VALUES``).
     """
     device = torch.device(device)
     _warm.add((dtype, device.type))

@@ -242,8 +242,13 @@ def test_arguments_validated():
 
 
 @pytest.mark.slow
-def test_compiled_kernel_matches_eager():
-    """The torch.compile kernel gives the eager values to float rounding (compiles: slow)."""
+def test_compiled_kernel_matches_eager(monkeypatch):
+    """The torch.compile kernel gives the eager values to float rounding (compiles: slow).
+    On the CPU the tree would use the native kernels (``tests/brownian/test_native.py``);
+    here ``torch.compile``'s, which other devices use."""
+    from neuralsde_fin._brownian import _kernels
+
+    monkeypatch.setattr(_kernels, "NATIVE", False)
     ts = torch.linspace(0, 1, 101)
     for dtype, atol in ((torch.float32, 1e-5), (F64, 1e-13)):
         eager = VirtualBrownianTree(0.0, 1.0, (64, 8), seed=2, tol=0.01, dtype=dtype)
@@ -253,14 +258,16 @@ def test_compiled_kernel_matches_eager():
 
 
 @pytest.mark.slow
-def test_warmup_compiles_every_variant_a_tree_uses():
+def test_warmup_compiles_every_variant_a_tree_uses(monkeypatch):
     """After ``warmup`` a large tree's queries compile nothing new: the warm-up inputs are
     built like the tree's (views of the same kinds of base), so the kernels compiled with its
-    large, multi-threaded size hints are the ones every later query runs."""
+    large, multi-threaded size hints are the ones every later query runs. (``torch.compile``'s
+    kernels: on the CPU the native ones are used and compile no graph at all.)"""
     from torch._dynamo.utils import counters
 
     from neuralsde_fin._brownian import _kernels
 
+    monkeypatch.setattr(_kernels, "NATIVE", False)
     _kernels.warmup(torch.float32)
     before = counters["stats"]["unique_graphs"]
     bm = VirtualBrownianTree(0.0, 1.0, (4096, 8), seed=3, tol=1 / 252)
