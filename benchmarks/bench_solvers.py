@@ -4,8 +4,10 @@ Cases (medians over interleaved repeats; ratio = peer_s / ours_s, > 1 means we a
 
 (a) sampling: 4096 paths x 252 steps, state 32, noise 8 (general), drift and diffusion MLPs
     64 wide x 2 hidden layers with time input, reversible Heun, dt = 1/252, no grad; ours
-    twice: the eager fast path, and with the opt-in compiled step (NEURALSDE_FIN_COMPILE=1,
-    compilation timed separately and excluded).
+    three times: the eager fast path, the opt-in compiled mode (NEURALSDE_FIN_COMPILE=1: on the
+    CPU the native sampling loop of ``_solvers/_native_step.py``), and compiled mode with the
+    ``torch.compile``-d step instead (what other devices run); kernel builds and compilation
+    timed separately and excluded.
 (b) training step: forward + adjoint backward at batch 1024 (torchsde: sdeint_adjoint with
     method="reversible_heun", adjoint_method="adjoint_reversible_heun"); ours twice: eager, and
     with the opt-in compiled forward and backward steps (NEURALSDE_FIN_COMPILE=1).
@@ -29,7 +31,7 @@ import torch
 import torchsde
 
 import neuralsde_fin as nsf
-from neuralsde_fin._solvers import MLPDriftDiffusion
+from neuralsde_fin._solvers import MLPDriftDiffusion, _native_step
 
 STATE, NOISE, WIDTH, DEPTH = 32, 8, 64, 2
 N_STEPS = 252
@@ -141,6 +143,13 @@ def main() -> None:
         finally:
             os.environ["NEURALSDE_FIN_COMPILE"] = compile_flag
 
+    def ours_ai():  # compiled mode with the torch.compile-d step instead of the native CPU loop
+        _native_step.ENABLED = False
+        try:
+            ours_ac()
+        finally:
+            _native_step.ENABLED = True
+
     # torchsde at its best: BrownianInterval told the step size (dt=), as its docstring advises
     # for fixed-step solvers; without the hint (what torchsde.sdeint builds when bm is None) its
     # Brownian queries alone take about 0.2 s more forward and 1.3 s more forward + reverse here.
@@ -185,14 +194,19 @@ def main() -> None:
 
     t0 = time.perf_counter()
     ours_ac()
-    print(f"# (a) compiled step: first call (compilation) {time.perf_counter() - t0:.1f} s")
+    print(f"# (a) compiled step: first call (kernel build) {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    ours_ai()
+    print(f"# (a) torch.compile step: first call (compilation) {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
     ours_bc()
     print(f"# (b) compiled steps: first call (compilation) {time.perf_counter() - t0:.1f} s")
     for fn in (ours_a, peer_a, peer_a_default, ours_b, peer_b):  # warm up
         fn()
-    keys = ("ours_a", "ours_ac", "peer_a", "peer_a_default", "ours_b", "ours_bc", "peer_b")
-    fns = dict(zip(keys, (ours_a, ours_ac, peer_a, peer_a_default, ours_b, ours_bc, peer_b)))
+    keys = ("ours_a", "ours_ac", "ours_ai", "peer_a", "peer_a_default", "ours_b", "ours_bc",
+            "peer_b")
+    fns = dict(zip(keys, (ours_a, ours_ac, ours_ai, peer_a, peer_a_default, ours_b, ours_bc,
+                          peer_b)))
     wall: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
     peaks = []
@@ -210,6 +224,7 @@ def main() -> None:
     for label, a, b in (
         ("(a) sample 4096x252", "ours_a", "peer_a"),
         ("(a) sample 4096x252 compiled step", "ours_ac", "peer_a"),
+        ("(a) sample 4096x252 torch.compile step (native loop off)", "ours_ai", "peer_a"),
         ("(a) sample 4096x252 vs torchsde without the dt hint", "ours_a", "peer_a_default"),
         ("(a) compiled step vs torchsde without the dt hint", "ours_ac", "peer_a_default"),
         ("(b) fwd+adjoint 1024x252", "ours_b", "peer_b"),
@@ -226,6 +241,7 @@ def main() -> None:
     for name, fl, key in (
         ("(a) ours", fa, "ours_a"),
         ("(a) ours, compiled step", fa, "ours_ac"),
+        ("(a) ours, torch.compile step", fa, "ours_ai"),
         ("(a) torchsde", fa, "peer_a"),
         ("(b) ours", fb_ours, "ours_b"),
         ("(b) ours, compiled steps", fb_ours, "ours_bc"),

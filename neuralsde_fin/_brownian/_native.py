@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import torch
 
+from neuralsde_fin import _native as _build
+
 __all__ = ["available", "gather_diff", "level_update"]
 
-_LEVEL = r"""
-#include <torch/csrc/inductor/cpp_prefix.h>
+_LEVEL = _build.PREFIX + r"""
 extern "C" void kernel(SCALAR* table, const int64_t* ra, const int64_t* rb,
                        const SCALAR* ca, const SCALAR* cb, const SCALAR* sig,
                        const int64_t* states, const int64_t* pairs, const int64_t n_cols,
@@ -99,8 +100,7 @@ extern "C" void kernel(SCALAR* table, const int64_t* ra, const int64_t* rb,
 }
 """
 
-_DIFF = r"""
-#include <torch/csrc/inductor/cpp_prefix.h>
+_DIFF = _build.PREFIX + r"""
 extern "C" void kernel(const SCALAR* table, const int64_t* r0, const int64_t* r1, SCALAR* out,
                        const int64_t n_cols, const int64_t n_q, const int64_t n_table_rows)
 {
@@ -127,43 +127,25 @@ extern "C" void kernel(const SCALAR* table, const int64_t* r0, const int64_t* r1
 }
 """
 
-_SCALARS = {torch.float32: ("float", 2), torch.float64: ("double", 1)}
-_kernels: dict[tuple[str, torch.dtype], object] = {}
-_failed = False
+def _level(dtype: torch.dtype):
+    scalar, lanes = _build.scalar(dtype)
+    src = _LEVEL.replace("SCALAR", scalar).replace("NI", str(lanes))
+    ptr, cptr, idx, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t*", "const int64_t"
+    args = [ptr, idx, idx, cptr, cptr, cptr, idx, idx, i64, i64, i64, i64]
+    return _build.build(f"brownian.level.{scalar}", args, src)
 
 
-def _load(name: str, dtype: torch.dtype):
-    """The compiled ``name`` kernel ("level" or "diff") for ``dtype`` (built on first use)."""
-    key = (name, dtype)
-    fn = _kernels.get(key)
-    if fn is None:
-        from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-        scalar, lanes = _SCALARS[dtype]
-        src = (_LEVEL if name == "level" else _DIFF).replace("SCALAR", scalar)
-        src = src.replace("NI", str(lanes))
-        ptr, cptr, idx, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t*", "const int64_t"
-        if name == "level":
-            args = [ptr, idx, idx, cptr, cptr, cptr, idx, idx, i64, i64, i64, i64]
-        else:
-            args = [cptr, idx, idx, ptr, i64, i64, i64]
-        fn = _kernels[key] = CppPythonBindingsCodeCache.load_pybinding(args, src)
-    return fn
+def _diff(dtype: torch.dtype):
+    scalar, _ = _build.scalar(dtype)
+    args = [f"const {scalar}*", "const int64_t*", "const int64_t*", f"{scalar}*"]
+    args += ["const int64_t"] * 3
+    return _build.build(f"brownian.diff.{scalar}", args, _DIFF.replace("SCALAR", scalar))
 
 
 def available(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the kernels run for ``dtype`` on ``device`` (CPU, float32 / float64), building
     them on first use; False for good after a failed build."""
-    global _failed
-    if _failed or device.type != "cpu" or dtype not in _SCALARS:
-        return False
-    try:
-        _load("level", dtype)
-        _load("diff", dtype)
-    except Exception:  # noqa: BLE001 - no compiler, changed private API, ...
-        _failed = True
-        return False
-    return True
+    return _build.available(device, dtype, (_level, _diff))
 
 
 def _flat(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -191,7 +173,7 @@ def level_update(
     if not table.is_contiguous() or table.shape[1] != 2 * pairs.shape[0]:
         raise ValueError("native Brownian kernel: table must be contiguous with 2P columns")
     i64, dt = torch.int64, table.dtype
-    _load("level", dt)(
+    _level(dt)(
         table, _flat(ra, i64), _flat(rb, i64), _flat(ca, dt), _flat(cb, dt), _flat(sig, dt),
         _flat(states, i64), _flat(pairs, i64), table.shape[1], start, states.shape[0],
         table.shape[0],
@@ -208,7 +190,7 @@ def gather_diff(table: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor) -> torc
         raise ValueError("native Brownian kernel: table must be contiguous, r0 and r1 alike")
     out = table.new_empty((r0.shape[0], table.shape[1]))
     i64 = torch.int64
-    _load("diff", table.dtype)(
+    _diff(table.dtype)(
         table, _flat(r0, i64), _flat(r1, i64), out, table.shape[1], r0.shape[0], table.shape[0]
     )
     return out

@@ -31,7 +31,13 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin._solvers._base import Solver, register
-from neuralsde_fin._solvers._compiled import compilable, compiled_function, compiled_step
+from neuralsde_fin._solvers._compiled import (
+    compilable,
+    compiled_function,
+    compiled_step,
+    enabled,
+)
+from neuralsde_fin._solvers._native_step import native_sampler
 
 
 def forward_steps(
@@ -150,6 +156,11 @@ class ReversibleHeun(Solver):
                 if k is not None:
                     out[k] = y
 
+        if not track and enabled():
+            native = native_sampler(vf, y0)
+            if native is not None:  # the CPU form of the compiled sampling step
+                native.solve(y0, tlist, dts, dws, out, save_at)
+                return out
         compiled = None if track else compiled_step(vf, y0)
         if compiled is not None:
             _compiled_steps(compiled, y0, tlist, dts, dws, save)

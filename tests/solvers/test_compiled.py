@@ -1,6 +1,7 @@
 """The opt-in compiled steps (NEURALSDE_FIN_COMPILE=1) equal the eager fast path.
 
-The sampling step, and the reversible Heun step and adjoint backward step of training solves
+The sampling step (on the CPU the native loop of ``_native_step``, else the ``torch.compile``-d
+step; both are tested), and the reversible Heun step and adjoint backward step of training solves
 (``adjoint=True``) on the fused fields. Each configuration compiles once (a few seconds to half a
 minute); the Brownian trees are built with the flag off so that only the solver is compiled here.
 """
@@ -12,7 +13,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import neuralsde_fin as nsf
-from neuralsde_fin._solvers import _compiled
+from neuralsde_fin._solvers import _compiled, _native_step
 
 CASES = [
     # noise_type, depth, finals, dtype, atol (252 steps)
@@ -27,8 +28,13 @@ def _solve(model, y0, ts, bm, flag, monkeypatch):
         return nsf.sdeint(model, y0, ts, bm=bm, dt=1 / 252)
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "torch.compile"])
 @pytest.mark.parametrize(("noise_type", "depth", "finals", "dtype", "atol"), CASES)
-def test_compiled_step_equals_eager(noise_type, depth, finals, dtype, atol, monkeypatch):
+def test_compiled_step_equals_eager(noise_type, depth, finals, dtype, atol, native, monkeypatch):
+    monkeypatch.setattr(_native_step, "ENABLED", native)
+    solve = _native_step.NativeSampler.solve
+    calls = []
+    monkeypatch.setattr(_native_step.NativeSampler, "solve", lambda *a: calls.append(solve(*a)))
     torch.manual_seed(0)
     model = nsf.MLPDriftDiffusion(
         6, 3, 16, depth, noise_type=noise_type, drift_final=finals[0], diffusion_final=finals[1]
@@ -51,6 +57,7 @@ def test_compiled_step_equals_eager(noise_type, depth, finals, dtype, atol, monk
     compiled2 = _solve(model, y0, ts, bm, "1", monkeypatch)
     assert (eager2 - eager).abs().max().item() > 1e-3
     assert (compiled2 - eager2).abs().max().item() <= atol
+    assert len(calls) == (2 if native else 0)  # the path under test ran, the eager one never
 
 
 def test_autograd_solves_are_not_compiled(monkeypatch):
@@ -81,6 +88,7 @@ def _break_compile(monkeypatch):
 
 
 def test_compile_failure_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(_native_step, "ENABLED", False)  # the torch.compile-d step's fallback
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1)
     y0 = torch.randn(5, 3)
     ts = torch.linspace(0, 1, 5)
