@@ -15,7 +15,7 @@ When enabled (:func:`enabled`: inside ``nsf.compiled_solvers()``, or with
   g dW contractions and the update into a few C++ / Triton kernels around the GEMMs. On this
   2-core machine that is about 10-15% faster per step than the eager fast path. On the CPU the
   solver runs the native loop of ``_native_step`` instead (GEMMs into buffers reused for the
-  whole solve, hand-written elementwise kernels, no Dynamo): another 15-25% faster, with a
+  whole solve, hand-written elementwise kernels, no Dynamo): another 6-22% faster, with a
   kernel build of a few seconds once per machine instead of a compilation per process.
 * **Training with the adjoint.** The forward steps (``_reversible_heun.forward_step``) and the
   backward steps (``_adjoint.backward_step``: the algebraic reverse step, one evaluation and
