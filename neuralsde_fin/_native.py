@@ -54,7 +54,7 @@ def build(name: str, argtypes: list[str], source: str):
     return fn
 
 
-def available(device: torch.device, dtype: torch.dtype, builders) -> bool:
+def available(dtype: torch.dtype, device: torch.device, builders) -> bool:
     """Whether native kernels run for ``dtype`` on ``device``: CPU, float32 / float64, and every
     ``builders()`` call (which builds the kernels needed) succeeds; False for good after a
     failed build."""

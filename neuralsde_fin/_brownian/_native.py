@@ -145,7 +145,7 @@ def _diff(dtype: torch.dtype):
 def available(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the kernels run for ``dtype`` on ``device`` (CPU, float32 / float64), building
     them on first use; False for good after a failed build."""
-    return _build.available(device, dtype, (_level, _diff))
+    return _build.available(dtype, device, (_level, _diff))
 
 
 def _flat(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

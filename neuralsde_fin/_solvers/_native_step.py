@@ -230,6 +230,6 @@ def native_sampler(field, like: Tensor) -> NativeSampler | None:
         return None
     if any(fn not in _FINAL_CODES for fn in field.finals):
         return None
-    if not _build.available(like.device, like.dtype, (_act, _final)):
+    if not _build.available(like.dtype, like.device, (_act, _final)):
         return None
     return NativeSampler(field, like)
