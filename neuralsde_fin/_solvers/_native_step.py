@@ -202,6 +202,12 @@ class NativeSampler:
         """Fill ``out[save_at[n]]`` with y_n for the saved steps n (``out[save_at[0]]`` is y0's
         row if 0 is saved, already written by the caller)."""
         n_paths, d = y0.shape
+        noise = d if self.diagonal else self.m
+        if dws.dtype != y0.dtype or tuple(dws.shape) != (len(dts), n_paths, noise):
+            raise ValueError(
+                f"Brownian increments must be {y0.dtype} of shape {(len(dts), n_paths, noise)}, "
+                f"got {dws.dtype} of shape {tuple(dws.shape)}"
+            )
         y0 = y0.contiguous()
         f, gdw, z = (self._buffer(k, y0, n_paths, d) for k in ("f", "gdw", "z"))
         scratch = [self._buffer(k, y0, n_paths, d) for k in ("ya", "yb")]
@@ -230,6 +236,8 @@ def native_sampler(field, like: Tensor) -> NativeSampler | None:
         return None
     if any(fn not in _FINAL_CODES for fn in field.finals):
         return None
+    if any(t.dtype != like.dtype or t.device != like.device for t in field.tensors):
+        return None  # mixed dtypes: the eager path raises its own error
     if not _build.available(like.dtype, like.device, (_act, _final)):
         return None
     return NativeSampler(field, like)

@@ -193,6 +193,8 @@ def sdeint(
         )
     elif hasattr(bm, "shape") and tuple(bm.shape) != bm_shape:
         raise ValueError(f"bm must have shape {bm_shape} (batch, noise), got {tuple(bm.shape)}")
+    elif getattr(bm, "dtype", y0.dtype) != y0.dtype:
+        raise ValueError(f"bm must have y0's dtype {y0.dtype}, got {bm.dtype}")
     fetch = make_fetch(bm, grid)
     tlist = [t.clone() for t in grid.unbind(0)]  # own storage: autograd saves t, not the grid
     if adjoint:

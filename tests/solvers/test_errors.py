@@ -69,6 +69,8 @@ def test_y0_and_bm_shape_and_adjoint_method():
     _raises("adjoint=True needs method='reversible_heun'", Bad(), method="heun", adjoint=True)
     bm = nsf.VirtualBrownianTree(0.0, 1.0, (3, 5))
     _raises(r"bm must have shape \(3, 2\)", Bad(), bm=bm)
+    bm64 = nsf.VirtualBrownianTree(0.0, 1.0, (3, 2), dtype=torch.float64)
+    _raises("bm must have y0's dtype torch.float32, got torch.float64", Bad(), bm=bm64)
 
 
 def test_default_brownian_tree_is_reproducible():

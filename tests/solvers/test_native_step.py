@@ -67,3 +67,19 @@ def test_native_build_failure_falls_back(monkeypatch):
     monkeypatch.setattr(_native_step, "_final", broken)
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1).double()
     assert _native_step.native_sampler(model._nsf_vector_field(), torch.zeros(4, 3)) is None
+
+
+def test_native_loop_refuses_increments_it_cannot_read():
+    """Increments of another dtype or shape (a user's Brownian object without ``dtype`` /
+    ``shape``) raise instead of being read as raw memory of the wrong layout."""
+    model = nsf.MLPDriftDiffusion(3, 2, 8, 1).double()
+    y0 = torch.zeros(4, 3, dtype=F64)
+    sampler = _native_step.native_sampler(model._nsf_vector_field(), y0)
+    out = torch.empty(3, 4, 3, dtype=F64)
+    tlist, dts = [0.0, 0.5, 1.0], [0.5, 0.5]
+    with pytest.raises(ValueError, match="Brownian increments must be torch.float64"):
+        sampler.solve(y0, tlist, dts, torch.zeros(2, 4, 2), out, {0: 0, 1: 1, 2: 2})
+    with pytest.raises(ValueError, match=r"of shape \(2, 4, 2\), got torch.float64 of shape"):
+        sampler.solve(y0, tlist, dts, torch.zeros(2, 4, 3, dtype=F64), out, {0: 0, 1: 1, 2: 2})
+    # a float32 model with float64 states keeps the eager path and its error
+    assert _native_step.native_sampler(model.float()._nsf_vector_field(), y0) is None
