@@ -211,19 +211,22 @@ class NativeSampler:
         y0 = y0.contiguous()
         f, gdw, z = (self._buffer(k, y0, n_paths, d) for k in ("f", "gdw", "z"))
         scratch = [self._buffer(k, y0, n_paths, d) for k in ("ya", "yb")]
-        dwx = torch.cat([dws, torch.zeros_like(dws[:1])])
+        dws = dws.contiguous()
+        last = dws.shape[0] - 1
+        zero = torch.zeros_like(dws[0])  # dW after the last step (its product is never used)
         times = torch.stack([torch.as_tensor(t, dtype=y0.dtype) for t in tlist]).to(y0.device)
         steps = torch.tensor([*dts, 0.0], dtype=y0.dtype, device=y0.device)
         codes, diag, m = self.codes, int(self.diagonal), self.m
         self._fields(times[0], y0)
-        self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dwx[0], dwx[0], y0, f, gdw,
+        self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dws[0], dws[0], y0, f, gdw,
                    z, z, steps[0], steps[0], n_paths, d, m, diag, 1, *codes)
         y = y0
         for n in range(dws.shape[0]):
             k = save_at.get(n + 1)
             y1 = out[k] if k is not None else scratch[0] if y is not scratch[0] else scratch[1]
             self._fields(times[n + 1], z)
-            self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dwx[n], dwx[n + 1], y,
+            self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dws[n],
+                       dws[n + 1] if n < last else zero, y,
                        f, gdw, z, y1, steps[n], steps[n + 1], n_paths, d, m, diag, 0, *codes)
             y = y1
 
