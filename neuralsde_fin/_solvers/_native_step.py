@@ -1,4 +1,4 @@
-"""The reversible Heun sampling loop on the CPU: GEMMs into reused buffers, native elementwise work.
+"""The reversible Heun sampling loop on the CPU: one native kernel for the whole solve.
 
 For an :class:`MLPDriftDiffusion` solved without autograd in compiled mode
 (``nsf.compiled_solvers()``) on the CPU, each step
@@ -7,30 +7,41 @@ For an :class:`MLPDriftDiffusion` solved without autograd in compiled mode
     f1, g1 = f(t1, z1), g(t1, z1)
     y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
 
-runs as the fields' GEMMs (``torch.mm`` with ``out=`` into buffers kept for the whole solve, so
-no step allocates or page-faults memory and no GEMM copies a bias first) and two kinds of native
-kernels (``neuralsde_fin._native``):
+runs inside one native kernel (``neuralsde_fin._native``) that takes the whole solve. Paths are
+independent, so the batch is cut into blocks of R rows (a few dozen) and each thread carries its
+blocks through *all* the steps: a block's states, hidden activations and field outputs (about
+100 kB) and the fields' weights (about 120 kB for the benchmark model) stay in the core's L2
+cache for the whole solve, and the threads meet once, at the end, instead of at every GEMM.
 
-* ``act``: ``h = silu(h + b [+ t w_t])`` in place on a GEMM's output, for every hidden layer
-  (the LipSwish scale is folded into the next layer's weights, ``_nets``);
-* ``final``: ``f1 = F + b_f``, ``g1 = G + b_g`` (output activation applied), the products
-  ``g1 dW_n`` and ``g1 dW_{n+1}`` (noise-major g, or diagonal), ``y1`` written straight into the
-  solve's output row (or a scratch buffer when that time is not an output), and the next
-  ``z2 = g1 dW_{n+1} + f1 dt_{n+1} + 2 y1 - z1`` in place of ``z1``: one pass over the step's
-  state.
+Per step and block, every layer ``h = act(x W + b)`` is a register-tiled GEMM (6 rows x 2
+vectors of accumulators, ``at::vec::fmadd`` over k in order, the weights packed once per solve
+into zero-padded panels of the tile's width) whose epilogue adds the bias (and the time term
+``t w_t`` of the input layer) and applies LipSwish's ``silu`` (its scale is folded into the next
+layer's weights, ``_nets``) or the output activation while the tile is still in registers. Then
+one pass over the block's rows forms g1 dW_n and g1 dW_{n+1} (noise-major g, or diagonal), y1
+(written to the output row when that time is an output) and the next
+z2 = g1 dW_{n+1} + f1 dt_{n+1} + 2 y1 - z1.
 
-On this 2-core machine the loop takes 0.66-0.68 s against 0.80-0.81 s for the ``torch.compile``-d
-step (``_compiled._Step``) on the same increments (4096 paths x 252 steps, benchmark (a) of
-``bench_solvers.py``): the GEMMs 0.40 s, ``act`` 0.14 s (264M Sleef exponentials and divisions),
-``final`` 0.03 s. Values agree with the eager and compiled solves to float rounding (not bit for
-bit: the additions are grouped differently).
+Every path's arithmetic is its own row's, in a fixed order: a path's values do not depend on
+the batch size, the block size or the number of threads (tested bit for bit).
+
+On this 2-core machine the loop takes 0.52-0.53 s for benchmark (a) of ``bench_solvers.py``
+(4096 paths x 252 steps, precomputed increments, a fresh output) against 0.66-0.68 s for the
+previous native loop (MKL GEMMs into buffers kept for the solve, native elementwise kernels
+between them) and 0.80 s for the ``torch.compile``-d step. Into an output already in memory:
+0.49 s, of which the GEMMs take about 0.35 s (the machine's measured ``torch.mm`` fp32 peak),
+LipSwish 0.105 s (264M exponentials 0.09 s, the division 0.017 s) and the update pass 0.04 s;
+a fresh output's first touch adds 0.04 s. Values agree with the eager solve to float rounding
+(the float32 benchmark model gives the MKL-based loop's values exactly; otherwise the sums of
+the same products run in another order).
 
 Fields with an output activation other than None / tanh / sigmoid / softplus, other devices and
 dtypes, and solves with autograd use the other paths (``_compiled``, ``_reversible_heun``).
 
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
-    arXiv:2105.13493 (reversible Heun).
+    arXiv:2105.13493 (reversible Heun). Goto, van de Geijn (2008), Anatomy of High-Performance
+    Matrix Multiplication, ACM TOMS 34(3) (register-tiled GEMM micro-kernels).
 """
 
 from __future__ import annotations
@@ -43,89 +54,229 @@ from neuralsde_fin import _native as _build
 
 __all__ = ["NativeSampler", "native_sampler"]
 
-_ACT = _build.PREFIX + r"""
-extern "C" void kernel(SCALAR* buf, const SCALAR* bias, const SCALAR* wt, const SCALAR* tp,
-                       const int64_t M, const int64_t N, const int64_t ld, const int64_t has_t)
-{
-    using V = at::vec::Vectorized<SCALAR>;
-    constexpr int64_t L = V::size();
-    const SCALAR t = has_t ? tp[0] : SCALAR(0);
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
-        SCALAR* row = buf + i * ld;
-        for (int64_t k = 0; k < N; k += L) {
-            const int64_t c = std::min(L, N - k);
-            V b = V::loadu(bias + k, c);
-            if (has_t) b = b + V::loadu(wt + k, c) * V(t);
-            const V v = V::loadu(row + k, c) + b;
-            (v / (V(SCALAR(1)) + v.neg().exp())).store(row + k, c);
-        }
-    }
+#: ``vexp``: exp of a vector. On AVX2, float32 inlines Sleef's ``Sleef_expf8_u10`` operation for
+#: operation (Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^q in two factors; 1 ulp),
+#: bit-identical to the library call that ``Vectorized<float>::exp`` makes, and 7% faster over
+#: the solve as the call no longer spills the tile's registers; other ISAs and float64 call Sleef.
+_VEXP = r"""
+template <typename W> static inline W vexp(W x) { return x.exp(); }
+#if defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
+static inline at::vec::Vectorized<float> vexp(at::vec::Vectorized<float> v) {
+    const __m256 d = v;
+    const __m256 r = _mm256_mul_ps(d, _mm256_set1_ps(1.442695040888963407359924681f));
+    const __m256 q = _mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i qi = _mm256_cvtps_epi32(q);
+    __m256 s = _mm256_fmadd_ps(q, _mm256_set1_ps(-0.693145751953125f), d);
+    s = _mm256_fmadd_ps(q, _mm256_set1_ps(-1.428606765330187045e-06f), s);
+    __m256 u = _mm256_set1_ps(0.000198527617612853646278381f);
+    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00139304355252534151077271f));
+    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00833336077630519866943359f));
+    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.0416664853692054748535156f));
+    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.166666671633720397949219f));
+    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.5f));
+    u = _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(s, s), u, s));
+    const __m256i h = _mm256_srai_epi32(qi, 1);  // 2^q as 2^h 2^(q - h): no overflow of 2^q
+    const __m256i bias = _mm256_set1_epi32(0x7f);
+    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
+    const __m256 p2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(qi, h), bias), 23));
+    u = _mm256_mul_ps(_mm256_mul_ps(u, p1), p2);
+    u = _mm256_andnot_ps(_mm256_cmp_ps(d, _mm256_set1_ps(-104.0f), _CMP_LT_OQ), u);
+    return _mm256_blendv_ps(u, _mm256_set1_ps(INFINITY),
+                            _mm256_cmp_ps(_mm256_set1_ps(104.0f), d, _CMP_LT_OQ));
 }
+#endif
 """
 
-_FINAL = _build.PREFIX + r"""
-template <typename V> static inline V activate(V x, int64_t code) {
-    using S = typename V::value_type;
+_SOLVE = _build.PREFIX + r"""
+#include <vector>
+using S = SCALAR;
+using V = at::vec::Vectorized<S>;
+constexpr int64_t L = V::size();
+""" + _VEXP + r"""
+
+// Output activations: 0 none, 1 tanh, 2 sigmoid, 3 softplus (threshold 20, as F.softplus).
+static inline V activate(V x, int64_t code) {
     if (code == 1) return x.tanh();
-    if (code == 2) return V(S(1)) / (V(S(1)) + x.neg().exp());
-    if (code == 3) return V::blendv((x.exp()).log1p(), x, x > V(S(20)));
+    if (code == 2) return V(S(1)) / (V(S(1)) + vexp(x.neg()));
+    if (code == 3) return V::blendv(vexp(x).log1p(), x, x > V(S(20)));
     return x;
 }
 
-extern "C" void kernel(const SCALAR* F, const SCALAR* G, const SCALAR* bf, const SCALAR* bg,
-                       const SCALAR* dw, const SCALAR* dwn, const SCALAR* y, SCALAR* f,
-                       SCALAR* gdw, SCALAR* z, SCALAR* yout, const SCALAR* dtp,
-                       const SCALAR* dtnp, const int64_t M, const int64_t d, const int64_t m,
-                       const int64_t diag, const int64_t first, const int64_t act_f,
-                       const int64_t act_g)
+// C[MR, NV vectors] = epi(A[MR, K] B[K, NV vectors] + bias), B a packed panel (row stride ldb,
+// zero-padded); the last vector stores c <= L columns. epi: -1 silu (hidden layers), else an
+// output activation code.
+template <int MR, int NV>
+static inline void tile(const S* A, int64_t lda, const S* B, int64_t ldb, int64_t K, S* C,
+                        int64_t ldc, const S* bias, int64_t epi, int64_t c)
 {
-    using V = at::vec::Vectorized<SCALAR>;
-    constexpr int64_t L = V::size();
-    const SCALAR dt = dtp[0], dtn = dtnp[0];
-    const V half_dt(SCALAR(0.5) * dt), half(SCALAR(0.5)), two(SCALAR(2)), vdt(dt), vdtn(dtn);
-    const int64_t gw = diag ? d : m * d;  // row width of G
+    V acc[MR][NV];
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = V(S(0));
+    for (int64_t k = 0; k < K; ++k) {
+        V b[NV];
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) b[v] = V::loadu(B + k * ldb + v * L);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            const V a(A[r * lda + k]);
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[r][v] = at::vec::fmadd(a, b[v], acc[r][v]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        const int64_t cnt = v == NV - 1 ? c : L;
+        const V bv = V::loadu(bias + v * L, cnt);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            V x = acc[r][v] + bv;
+            x = epi < 0 ? x / (V(S(1)) + vexp(x.neg())) : activate(x, epi);
+            x.store(C + r * ldc + v * L, cnt);
+        }
+    }
+}
+
+template <int NV>
+static void tile_rows(const S* A, int64_t lda, const S* B, int64_t ldb, int64_t K, S* C,
+                      int64_t ldc, const S* bias, int64_t epi, int64_t c, int64_t R)
+{
+    int64_t r = 0;
+    for (; r + 6 <= R; r += 6)
+        tile<6, NV>(A + r * lda, lda, B, ldb, K, C + r * ldc, ldc, bias, epi, c);
+    A += r * lda;
+    C += r * ldc;
+    switch (R - r) {
+        case 5: tile<5, NV>(A, lda, B, ldb, K, C, ldc, bias, epi, c); break;
+        case 4: tile<4, NV>(A, lda, B, ldb, K, C, ldc, bias, epi, c); break;
+        case 3: tile<3, NV>(A, lda, B, ldb, K, C, ldc, bias, epi, c); break;
+        case 2: tile<2, NV>(A, lda, B, ldb, K, C, ldc, bias, epi, c); break;
+        case 1: tile<1, NV>(A, lda, B, ldb, K, C, ldc, bias, epi, c); break;
+        default: break;
+    }
+}
+
+constexpr int64_t P = 2 * L;  // panel width: the tile's columns
+
+// B[K, N] (row-major) as panels of P columns, each K x P contiguous, the last zero-padded: a
+// tile then reads its weights sequentially (a few pages) instead of one row per k at stride N.
+static std::vector<S> pack(const S* B, int64_t K, int64_t N)
+{
+    std::vector<S> out(((N + P - 1) / P) * K * P, S(0));
+    for (int64_t n = 0; n < N; n += P)
+        for (int64_t k = 0; k < K; ++k)
+            std::copy(B + k * N + n, B + k * N + std::min(N, n + P), out.data() + (n * K + k * P));
+    return out;
+}
+
+// One layer on R rows: C[R, N] = epi(A[R, K] B[K, N] + bias), B packed by pack().
+static void layer(const S* A, int64_t lda, const std::vector<S>& Bp, int64_t K, int64_t N, S* C,
+                  int64_t ldc, const S* bias, int64_t epi, int64_t R)
+{
+    for (int64_t n = 0; n < N; n += P) {
+        const S* B = Bp.data() + n * K;
+        const int64_t cols = std::min(P, N - n);
+        if (cols > L) tile_rows<2>(A, lda, B, P, K, C + n, ldc, bias + n, epi, cols - L, R);
+        else tile_rows<1>(A, lda, B, P, K, C + n, ldc, bias + n, epi, cols, R);
+    }
+}
+
+extern "C" void kernel(const S* y0, const S* dws, const S* times, const S* dts, const S* in_w,
+                       const S* in_t, const S* in_b, const S* hid_w, const S* hid_b,
+                       const S* w_f, const S* w_g, const S* b_f, const S* b_g, S* out,
+                       const int64_t* save, const int64_t M, const int64_t d, const int64_t m,
+                       const int64_t w, const int64_t n_hid, const int64_t n_steps,
+                       const int64_t diag, const int64_t act_f, const int64_t act_g,
+                       const int64_t R)
+{
+    const int64_t gw = diag ? d : m * d;  // row width of g (noise-major)
     const int64_t dww = diag ? d : m;     // row width of dW
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
-        const SCALAR* Fi = F + i * d;
-        const SCALAR* Gi = G + i * gw;
-        const SCALAR* dwi = dw + i * dww;
-        const SCALAR* dwni = dwn + i * dww;
-        const SCALAR* yi = y + i * d;
-        SCALAR* fi = f + i * d;
-        SCALAR* gi = gdw + i * d;
-        SCALAR* zi = z + i * d;
-        SCALAR* yo = yout + i * d;
-        for (int64_t k = 0; k < d; k += L) {
-            const int64_t c = std::min(L, d - k);
-            const V f1 = activate(V::loadu(Fi + k, c) + V::loadu(bf + k, c), act_f);
-            V prod(SCALAR(0)), prod_next(SCALAR(0));
-            if (diag) {
-                const V g1 = activate(V::loadu(Gi + k, c) + V::loadu(bg + k, c), act_g);
-                prod = g1 * V::loadu(dwi + k, c);
-                prod_next = g1 * V::loadu(dwni + k, c);
-            } else {
-                for (int64_t j = 0; j < m; ++j) {
-                    const V g1 = activate(
-                        V::loadu(Gi + j * d + k, c) + V::loadu(bg + j * d + k, c), act_g);
-                    prod = prod + V(dwi[j]) * g1;
-                    prod_next = prod_next + V(dwni[j]) * g1;
+    const int64_t n_blocks = (M + R - 1) / R;
+    const std::vector<S> in_p = pack(in_w, d, 2 * w), f_p = pack(w_f, w, d), g_p = pack(w_g, w, gw);
+    std::vector<std::vector<S>> hid_p;
+    for (int64_t j = 0; j < 2 * n_hid; ++j) hid_p.push_back(pack(hid_w + j * w * w, w, w));
+    #pragma omp parallel
+    {
+        std::vector<S> mem(R * (6 * w + 5 * d + gw) + 2 * w);
+        S* h0 = mem.data();        // R x 2w: the input layer of both nets
+        S* ha = h0 + R * 2 * w;    // R x 2w, R x 2w: hidden layers, alternating
+        S* hb = ha + R * 2 * w;
+        S* Fb = hb + R * 2 * w;    // R x d: f1
+        S* Gb = Fb + R * d;        // R x gw: g1
+        S* yb = Gb + R * gw;       // R x d each: y, z, f, g dW of the block
+        S* zb = yb + R * d;
+        S* fb = zb + R * d;
+        S* gb = fb + R * d;
+        S* bt = gb + R * d;        // 2w: input bias + t w_t
+        #pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < n_blocks; ++blk) {
+            const int64_t r0 = blk * R, nr = std::min(R, M - r0);
+            std::copy(y0 + r0 * d, y0 + (r0 + nr) * d, yb);
+            for (int64_t n = 0; n <= n_steps; ++n) {  // fields at (t_n, y0) for n = 0, else z_n
+                const S t = times[n];
+                for (int64_t k = 0; k < 2 * w; ++k) bt[k] = in_b[k] + t * in_t[k];
+                layer(n == 0 ? yb : zb, d, in_p, d, 2 * w, h0, 2 * w, bt, -1, nr);
+                const S* hin = h0;
+                S* hout = ha;
+                for (int64_t j = 0; j < n_hid; ++j) {
+                    for (int64_t i = 0; i < 2; ++i)
+                        layer(hin + i * w, 2 * w, hid_p[j * 2 + i], w, w,
+                              hout + i * w, 2 * w, hid_b + (j * 2 + i) * w, -1, nr);
+                    hin = hout;
+                    hout = hout == ha ? hb : ha;
                 }
-            }
-            const V yv = V::loadu(yi + k, c);
-            if (first) {  // f0, g0 dW0 and z1 = g0 dW0 + f0 dt + 2 y0 - y0
-                f1.store(fi + k, c);
-                prod.store(gi + k, c);
-                (prod + f1 * vdt + two * yv - yv).store(zi + k, c);
-            } else {
-                const V y1 = yv + (V::loadu(fi + k, c) + f1) * half_dt
-                             + half * (V::loadu(gi + k, c) + prod);
-                const V z2 = prod_next + f1 * vdtn + two * y1 - V::loadu(zi + k, c);
-                y1.store(yo + k, c);
-                f1.store(fi + k, c);
-                prod_next.store(gi + k, c);
-                z2.store(zi + k, c);
+                layer(hin, 2 * w, f_p, w, d, Fb, d, b_f, act_f, nr);
+                layer(hin + w, 2 * w, g_p, w, gw, Gb, gw, b_g, act_g, nr);
+
+                // n = 0: f0, g0 dW_0, z1 = g0 dW_0 + f0 dt_0 + 2 y0 - y0; else the step to n.
+                const S dt = dts[n == 0 ? 0 : n - 1], dtn = dts[n];
+                const S* dw = dws + ((n == 0 ? 0 : n - 1) * M + r0) * dww;
+                const S* dwn = n < n_steps ? dws + (n * M + r0) * dww : nullptr;
+                S* yo = n > 0 && save[n] >= 0 ? out + (save[n] * M + r0) * d : nullptr;
+                const V half_dt(S(0.5) * dt), half(S(0.5)), two(S(2)), vdt(dt), vdtn(dtn);
+                for (int64_t i = 0; i < nr; ++i) {
+                    const S* Fi = Fb + i * d;
+                    const S* Gi = Gb + i * gw;
+                    const S* dwi = dw + i * dww;
+                    const S* dwni = dwn ? dwn + i * dww : nullptr;
+                    S* yi = yb + i * d;
+                    S* fi = fb + i * d;
+                    S* gi = gb + i * d;
+                    S* zi = zb + i * d;
+                    for (int64_t k = 0; k < d; k += L) {
+                        const int64_t c = std::min(L, d - k);
+                        const V f1 = V::loadu(Fi + k, c);
+                        V prod(S(0)), prod_next(S(0));
+                        if (diag) {
+                            const V g1 = V::loadu(Gi + k, c);
+                            prod = g1 * V::loadu(dwi + k, c);
+                            if (dwni) prod_next = g1 * V::loadu(dwni + k, c);
+                        } else {
+                            for (int64_t j = 0; j < m; ++j) {
+                                const V g1 = V::loadu(Gi + j * d + k, c);
+                                prod = prod + V(dwi[j]) * g1;
+                                if (dwni) prod_next = prod_next + V(dwni[j]) * g1;
+                            }
+                        }
+                        const V yv = V::loadu(yi + k, c);
+                        if (n == 0) {
+                            f1.store(fi + k, c);
+                            prod.store(gi + k, c);
+                            (prod + f1 * vdt + two * yv - yv).store(zi + k, c);
+                        } else {
+                            const V y1 = yv + (V::loadu(fi + k, c) + f1) * half_dt
+                                         + half * (V::loadu(gi + k, c) + prod);
+                            const V z2 = prod_next + f1 * vdtn + two * y1 - V::loadu(zi + k, c);
+                            y1.store(yi + k, c);
+                            if (yo) y1.store(yo + i * d + k, c);
+                            f1.store(fi + k, c);
+                            prod_next.store(gi + k, c);
+                            z2.store(zi + k, c);
+                        }
+                    }
+                }
             }
         }
     }
@@ -136,26 +287,32 @@ extern "C" void kernel(const SCALAR* F, const SCALAR* G, const SCALAR* bf, const
 #: ``torch.compile``-d step, which other devices use).
 ENABLED = True
 
-#: Output activations the ``final`` kernel applies (code passed to the kernel).
+#: Output activations the kernel applies (code passed to it).
 _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3}
 
+#: Rows per block: a multiple of the 6-row register tile; 24-48 measured alike here.
+_BLOCK_ROWS = 48
+#: Upper bound of a block's working set (states, activations, field outputs), within L2.
+_BLOCK_BYTES = 256 * 1024
 
-def _act(dtype: torch.dtype):
+
+def _solve(dtype: torch.dtype):
     scalar, _ = _build.scalar(dtype)
-    p, cp, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t"
-    args = [p, cp, cp, cp, i64, i64, i64, i64]
-    return _build.build(f"solvers.act.{scalar}", args, _ACT.replace("SCALAR", scalar))
+    cp, i64 = f"const {scalar}*", "const int64_t"
+    args = [cp] * 13 + [f"{scalar}*", "const int64_t*"] + [i64] * 10
+    return _build.build(f"solvers.solve.{scalar}", args, _SOLVE.replace("SCALAR", scalar))
 
 
-def _final(dtype: torch.dtype):
-    scalar, _ = _build.scalar(dtype)
-    p, cp, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t"
-    args = [cp] * 7 + [p] * 4 + [cp, cp] + [i64] * 7
-    return _build.build(f"solvers.final.{scalar}", args, _FINAL.replace("SCALAR", scalar))
+def block_rows(n_paths: int, row_bytes: int, threads: int) -> int:
+    """Rows per block: at most ``_BLOCK_ROWS``, a working set within ``_BLOCK_BYTES``, and no
+    more than an even share of the paths per thread (a multiple of 6 where possible)."""
+    rows = min(_BLOCK_ROWS, max(6, _BLOCK_BYTES // row_bytes // 6 * 6))
+    share = -(-n_paths // max(threads, 1))
+    return max(1, min(rows, -(-share // 6) * 6))
 
 
 class NativeSampler:
-    """The no-autograd reversible Heun loop of one fused drift / diffusion field (see module).
+    """The no-autograd reversible Heun solve of one fused drift / diffusion field (see module).
 
     Shape:
         y0: (batch, d); dws: (steps, batch, m) (general noise) or (steps, batch, d) (diagonal);
@@ -163,44 +320,20 @@ class NativeSampler:
     """
 
     def __init__(self, field, like: Tensor) -> None:
-        t = [x.detach() for x in field.tensors]
-        self.in_w, self.in_t, self.in_b = t[0].contiguous(), t[1].reshape(-1), t[2].reshape(-1)
-        self.hid_w, self.hid_b = t[3].contiguous(), t[4].contiguous()
-        self.out_w = [t[5].contiguous(), t[6].contiguous()]
-        self.out_b = [t[7].reshape(-1).contiguous(), t[8].reshape(-1).contiguous()]
+        t = [x.detach().contiguous() for x in field.tensors]
+        self.in_w, self.in_t, self.in_b = t[0], t[1].reshape(-1), t[2].reshape(-1)
+        self.hid_w, self.hid_b = t[3], t[4]  # (depth - 1, 2, w, w), (depth - 1, 2, 1, w)
+        self.out_w, self.out_b = (t[5], t[6]), (t[7].reshape(-1), t[8].reshape(-1))
         self.width = field.width
         self.diagonal = field.diagonal
         self.d = field.shape_g[0]
         self.m = 1 if self.diagonal else field.shape_g[1]
         self.codes = [_FINAL_CODES[fn] for fn in field.finals]
-        self.act, self.final = _act(like.dtype), _final(like.dtype)
-        self.buffers: dict[str, Tensor] = {}
-
-    def _buffer(self, name: str, like: Tensor, *shape: int) -> Tensor:
-        b = self.buffers.get(name)
-        if b is None or b.shape != shape:
-            b = self.buffers[name] = like.new_empty(shape)
-        return b
-
-    def _fields(self, t: Tensor, x: Tensor) -> None:
-        """The nets' raw outputs F = h_f W_f and G = h_g W_g (biases added by ``final``)."""
-        n, w = x.shape[0], self.width
-        h = torch.mm(x, self.in_w, out=self._buffer("in", x, n, 2 * w))
-        self.act(h, self.in_b, self.in_t, t, n, 2 * w, 2 * w, 1)
-        hs = [h[:, :w], h[:, w:]]
-        for j in range(self.hid_w.shape[0]):
-            outs = []
-            for i in range(2):
-                o = torch.mm(hs[i], self.hid_w[j, i], out=self._buffer(f"h{j % 2}{i}", x, n, w))
-                self.act(o, self.hid_b[j, i], self.hid_b[j, i], t, n, w, w, 0)
-                outs.append(o)
-            hs = outs
-        for i, name in enumerate(("F", "G")):
-            torch.mm(hs[i], self.out_w[i], out=self._buffer(name, x, n, self.out_w[i].shape[1]))
+        self.kernel = _solve(like.dtype)
 
     def solve(self, y0: Tensor, tlist, dts, dws: Tensor, out: Tensor, save_at: dict) -> None:
-        """Fill ``out[save_at[n]]`` with y_n for the saved steps n (``out[save_at[0]]`` is y0's
-        row if 0 is saved, already written by the caller)."""
+        """Fill ``out[save_at[n]]`` with y_n for the saved steps n > 0 (``out[save_at[0]]`` is
+        y0's row if 0 is saved, written by the caller)."""
         n_paths, d = y0.shape
         noise = d if self.diagonal else self.m
         if dws.dtype != y0.dtype or tuple(dws.shape) != (len(dts), n_paths, noise):
@@ -208,39 +341,35 @@ class NativeSampler:
                 f"Brownian increments must be {y0.dtype} of shape {(len(dts), n_paths, noise)}, "
                 f"got {dws.dtype} of shape {tuple(dws.shape)}"
             )
-        y0 = y0.contiguous()
-        f, gdw, z = (self._buffer(k, y0, n_paths, d) for k in ("f", "gdw", "z"))
-        scratch = [self._buffer(k, y0, n_paths, d) for k in ("ya", "yb")]
-        dws = dws.contiguous()
-        last = dws.shape[0] - 1
-        zero = torch.zeros_like(dws[0])  # dW after the last step (its product is never used)
-        times = torch.stack([torch.as_tensor(t, dtype=y0.dtype) for t in tlist]).to(y0.device)
-        steps = torch.tensor([*dts, 0.0], dtype=y0.dtype, device=y0.device)
-        codes, diag, m = self.codes, int(self.diagonal), self.m
-        self._fields(times[0], y0)
-        self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dws[0], dws[0], y0, f, gdw,
-                   z, z, steps[0], steps[0], n_paths, d, m, diag, 1, *codes)
-        y = y0
-        for n in range(dws.shape[0]):
-            k = save_at.get(n + 1)
-            y1 = out[k] if k is not None else scratch[0] if y is not scratch[0] else scratch[1]
-            self._fields(times[n + 1], z)
-            self.final(self.buffers["F"], self.buffers["G"], *self.out_b, dws[n],
-                       dws[n + 1] if n < last else zero, y,
-                       f, gdw, z, y1, steps[n], steps[n + 1], n_paths, d, m, diag, 0, *codes)
-            y = y1
+        if not dts:
+            return
+        if not out.is_contiguous():
+            raise ValueError("out must be contiguous")
+        n_steps, w = len(dts), self.width
+        times = torch.tensor([float(t) for t in tlist], dtype=y0.dtype)
+        steps = torch.tensor([*map(float, dts), 0.0], dtype=y0.dtype)
+        save = torch.full((n_steps + 1,), -1, dtype=torch.int64)
+        for n, k in save_at.items():
+            save[n] = k
+        gw = d if self.diagonal else self.m * d
+        row_bytes = (6 * w + 5 * d + gw) * y0.element_size()
+        rows = block_rows(n_paths, row_bytes, torch.get_num_threads())
+        self.kernel(y0.contiguous(), dws.contiguous(), times, steps, self.in_w, self.in_t,
+                    self.in_b, self.hid_w, self.hid_b, *self.out_w, *self.out_b, out, save,
+                    n_paths, d, self.m, w, self.hid_w.shape[0], n_steps, int(self.diagonal),
+                    *self.codes, rows)
 
 
 def native_sampler(field, like: Tensor) -> NativeSampler | None:
     """A :class:`NativeSampler` for ``field`` if it applies: a fused drift / diffusion field
     (two nets) with a supported output activation, float32 / float64 on the CPU, and the
-    kernels build. None otherwise."""
+    kernel builds. None otherwise."""
     if not ENABLED or getattr(field, "n", 0) != 2 or like.device.type != "cpu":
         return None
     if any(fn not in _FINAL_CODES for fn in field.finals):
         return None
     if any(t.dtype != like.dtype or t.device != like.device for t in field.tensors):
         return None  # mixed dtypes: the eager path raises its own error
-    if not _build.available(like.dtype, like.device, (_act, _final)):
+    if not _build.available(like.dtype, like.device, (_solve,)):
         return None
     return NativeSampler(field, like)

@@ -10,6 +10,16 @@ from neuralsde_fin._solvers import _native_step
 
 F64 = torch.float64
 
+_VEXP_CHECK = r"""
+extern "C" void kernel(const float* x, float* a, float* b, const int64_t n) {
+    using V = at::vec::Vectorized<float>;
+    for (int64_t i = 0; i + V::size() <= n; i += V::size()) {
+        vexp(V::loadu(x + i)).store(a + i);
+        V::loadu(x + i).exp().store(b + i);
+    }
+}
+"""
+
 
 def _solve(model, y0, ts, bm, compiled: bool):
     with torch.no_grad(), nsf.compiled_solvers(compiled):
@@ -64,7 +74,7 @@ def test_native_build_failure_falls_back(monkeypatch):
     def broken(dtype):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(_native_step, "_final", broken)
+    monkeypatch.setattr(_native_step, "_solve", broken)
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1).double()
     assert _native_step.native_sampler(model._nsf_vector_field(), torch.zeros(4, 3)) is None
 
@@ -83,3 +93,44 @@ def test_native_loop_refuses_increments_it_cannot_read():
         sampler.solve(y0, tlist, dts, torch.zeros(2, 4, 3, dtype=F64), out, {0: 0, 1: 1, 2: 2})
     # a float32 model with float64 states keeps the eager path and its error
     assert _native_step.native_sampler(model.float()._nsf_vector_field(), y0) is None
+
+
+def test_native_loop_paths_do_not_depend_on_batch_or_blocking(monkeypatch):
+    """Each path's arithmetic runs on its own row, so a path's values are the same bit for bit
+    whether it is solved among 100 paths (blocks of 48, 48 and 4 rows) or 7 (one block), and
+    for any block size; widths off the vector length exercise the masked tails."""
+    torch.manual_seed(5)
+    model = nsf.MLPDriftDiffusion(5, 3, 20, 2, diffusion_final="sigmoid")
+    y0 = torch.randn(100, 5)
+    ts = torch.linspace(0, 1, 41)
+
+    def solve(n, block_rows):
+        monkeypatch.setattr(_native_step, "_BLOCK_ROWS", block_rows)
+        bm = nsf.VirtualBrownianTree(0.0, 1.0, (n, 3), seed=2, tol=1 / 40)
+        return _solve(model, y0[:n], ts, bm, True)
+
+    full = solve(100, 48)
+    assert torch.equal(solve(7, 48), full[:, :7])
+    assert torch.equal(solve(100, 6), full)
+    bm = nsf.VirtualBrownianTree(0.0, 1.0, (100, 3), seed=2, tol=1 / 40)
+    eager = _solve(model, y0, ts, bm, False)
+    # float32 rounding of sums in another order, through 40 steps (3e-6 measured; the compiled
+    # step's test allows 2e-5 over 252 steps)
+    torch.testing.assert_close(full, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_inlined_exp_is_sleef_bit_for_bit():
+    """The kernel's float32 ``vexp`` (inlined on AVX2) returns what ``Vectorized<float>::exp``
+    (the Sleef library call) returns, on every 251st float bit pattern and a dense sweep of the
+    range where exp is finite and nonzero."""
+    from neuralsde_fin import _native
+
+    src = _native.PREFIX + _native_step._VEXP + _VEXP_CHECK
+    check = _native.build("tests.vexp", ["const float*", "float*", "float*", "const int64_t"], src)
+    patterns = (torch.arange(0, 2**32, 251, dtype=torch.int64) - 2**31).to(torch.int32)
+    x = torch.cat([patterns.view(torch.float32), torch.linspace(-110, 110, 1 << 20)])
+    x = x[: x.numel() // 16 * 16].contiguous()
+    ours, sleef = torch.empty_like(x), torch.empty_like(x)
+    check(x, ours, sleef, x.numel())
+    assert torch.equal(ours.isnan(), sleef.isnan())
+    assert torch.equal(ours.nan_to_num(), sleef.nan_to_num())
