@@ -22,8 +22,11 @@ one pass over the block's rows forms g1 dW_n and g1 dW_{n+1} (noise-major g, or 
 (written to the output row when that time is an output) and the next
 z2 = g1 dW_{n+1} + f1 dt_{n+1} + 2 y1 - z1.
 
-Every path's arithmetic is its own row's, in a fixed order: a path's values do not depend on
-the batch size, the block size or the number of threads (tested bit for bit).
+The steps run in chunks of ``CHUNK_PATH_STEPS / batch`` steps per kernel call (64 for 4096
+paths, about 0.13 s each), the block states carried between calls, so that Ctrl-C is seen
+between calls; chunking costs nothing measurable. Every path's arithmetic is its own row's, in
+a fixed order: a path's values do not depend on the batch size, the block size, the chunking or
+the number of threads (tested bit for bit).
 
 On this 2-core machine the loop takes 0.52-0.53 s for benchmark (a) of ``bench_solvers.py``
 (4096 paths x 252 steps, precomputed increments, a fresh output) against 0.66-0.68 s for the
@@ -183,13 +186,18 @@ static void layer(const S* A, int64_t lda, const std::vector<S>& Bp, int64_t K, 
     }
 }
 
-extern "C" void kernel(const S* y0, const S* dws, const S* times, const S* dts, const S* in_w,
-                       const S* in_t, const S* in_b, const S* hid_w, const S* hid_b,
-                       const S* w_f, const S* w_g, const S* b_f, const S* b_g, S* out,
-                       const int64_t* save, const int64_t M, const int64_t d, const int64_t m,
-                       const int64_t w, const int64_t n_hid, const int64_t n_steps,
-                       const int64_t diag, const int64_t act_f, const int64_t act_g,
-                       const int64_t R)
+// Steps lo .. lo + count - 1 (y_{lo+1} .. y_{lo+count}) of a solve, on the state y, z, f, gdw
+// (M x d each, read and written): y = y_n, z = z_{n+1}, f = f(t_n, z_n), gdw = g(t_n, z_n) dW_n
+// after step n - 1; with first = 1 (lo = 0), y holds y0 and the rest is set here. dws holds
+// dW_lo .. dW_{lo+count-1}; dw_after is dW_{lo+count} (has_after = 0 at the solve's end).
+extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_after,
+                       const S* times, const S* dts, const S* in_w, const S* in_t,
+                       const S* in_b, const S* hid_w, const S* hid_b, const S* w_f,
+                       const S* w_g, const S* b_f, const S* b_g, S* out, const int64_t* save,
+                       const int64_t M, const int64_t d, const int64_t m, const int64_t w,
+                       const int64_t n_hid, const int64_t lo, const int64_t count,
+                       const int64_t first, const int64_t has_after, const int64_t diag,
+                       const int64_t act_f, const int64_t act_g, const int64_t R)
 {
     const int64_t gw = diag ? d : m * d;  // row width of g (noise-major)
     const int64_t dww = diag ? d : m;     // row width of dW
@@ -213,8 +221,12 @@ extern "C" void kernel(const S* y0, const S* dws, const S* times, const S* dts, 
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < n_blocks; ++blk) {
             const int64_t r0 = blk * R, nr = std::min(R, M - r0);
-            std::copy(y0 + r0 * d, y0 + (r0 + nr) * d, yb);
-            for (int64_t n = 0; n <= n_steps; ++n) {  // fields at (t_n, y0) for n = 0, else z_n
+            S* const state[4] = {yb, zb, fb, gb};
+            S* const global[4] = {ys, zs, fs, gs};
+            for (int64_t a = 0; a < (first ? 1 : 4); ++a)
+                std::copy(global[a] + r0 * d, global[a] + (r0 + nr) * d, state[a]);
+            // fields at (t_0, y0) for n = 0 (first), else at (t_n, z_n), then the step to n
+            for (int64_t n = first ? 0 : lo + 1; n <= lo + count; ++n) {
                 const S t = times[n];
                 for (int64_t k = 0; k < 2 * w; ++k) bt[k] = in_b[k] + t * in_t[k];
                 layer(n == 0 ? yb : zb, d, in_p, d, 2 * w, h0, 2 * w, bt, -1, nr);
@@ -232,8 +244,10 @@ extern "C" void kernel(const S* y0, const S* dws, const S* times, const S* dts, 
 
                 // n = 0: f0, g0 dW_0, z1 = g0 dW_0 + f0 dt_0 + 2 y0 - y0; else the step to n.
                 const S dt = dts[n == 0 ? 0 : n - 1], dtn = dts[n];
-                const S* dw = dws + ((n == 0 ? 0 : n - 1) * M + r0) * dww;
-                const S* dwn = n < n_steps ? dws + (n * M + r0) * dww : nullptr;
+                const int64_t i0 = n == 0 ? 0 : n - 1 - lo;  // dW_{n-1} (dW_0 for n = 0)
+                const S* dw = dws + (i0 * M + r0) * dww;
+                const S* dwn = n < lo + count ? dws + ((n - lo) * M + r0) * dww
+                               : has_after ? dw_after + r0 * dww : nullptr;
                 S* yo = n > 0 && save[n] >= 0 ? out + (save[n] * M + r0) * d : nullptr;
                 const V half_dt(S(0.5) * dt), half(S(0.5)), two(S(2)), vdt(dt), vdtn(dtn);
                 for (int64_t i = 0; i < nr; ++i) {
@@ -278,6 +292,8 @@ extern "C" void kernel(const S* y0, const S* dws, const S* times, const S* dts, 
                     }
                 }
             }
+            for (int64_t a = 0; a < 4; ++a)
+                std::copy(state[a], state[a] + nr * d, global[a] + r0 * d);
         }
     }
 }
@@ -290,6 +306,10 @@ ENABLED = True
 #: Output activations the kernel applies (code passed to it).
 _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3}
 
+#: Steps per kernel call x paths: a call takes about 0.13 s for the benchmark model, so that
+#: Python sees Ctrl-C between calls; each call reloads the block states (a few kB per block).
+CHUNK_PATH_STEPS = 1 << 18
+
 #: Rows per block: a multiple of the 6-row register tile; 24-48 measured alike here.
 _BLOCK_ROWS = 48
 #: Upper bound of a block's working set (states, activations, field outputs), within L2.
@@ -298,8 +318,8 @@ _BLOCK_BYTES = 256 * 1024
 
 def _solve(dtype: torch.dtype):
     scalar, _ = _build.scalar(dtype)
-    cp, i64 = f"const {scalar}*", "const int64_t"
-    args = [cp] * 13 + [f"{scalar}*", "const int64_t*"] + [i64] * 10
+    p, cp, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t"
+    args = [p] * 4 + [cp] * 13 + [p, "const int64_t*"] + [i64] * 13
     return _build.build(f"solvers.solve.{scalar}", args, _SOLVE.replace("SCALAR", scalar))
 
 
@@ -354,10 +374,19 @@ class NativeSampler:
         gw = d if self.diagonal else self.m * d
         row_bytes = (6 * w + 5 * d + gw) * y0.element_size()
         rows = block_rows(n_paths, row_bytes, torch.get_num_threads())
-        self.kernel(y0.contiguous(), dws.contiguous(), times, steps, self.in_w, self.in_t,
-                    self.in_b, self.hid_w, self.hid_b, *self.out_w, *self.out_b, out, save,
-                    n_paths, d, self.m, w, self.hid_w.shape[0], n_steps, int(self.diagonal),
-                    *self.codes, rows)
+        state = [y0.clone(memory_format=torch.contiguous_format)]
+        state += [torch.empty_like(state[0]) for _ in range(3)]  # z, f, g dW
+        dws = dws.contiguous()
+        zero = dws.new_zeros(dws.shape[1:])
+        chunk = max(1, CHUNK_PATH_STEPS // n_paths)
+        for lo in range(0, n_steps, chunk):
+            count = min(chunk, n_steps - lo)
+            after = lo + count < n_steps
+            self.kernel(*state, dws[lo : lo + count], dws[lo + count] if after else zero, times,
+                        steps, self.in_w, self.in_t, self.in_b, self.hid_w, self.hid_b,
+                        *self.out_w, *self.out_b, out, save, n_paths, d, self.m, w,
+                        self.hid_w.shape[0], lo, count, int(lo == 0), int(after),
+                        int(self.diagonal), *self.codes, rows)
 
 
 def native_sampler(field, like: Tensor) -> NativeSampler | None:

@@ -95,10 +95,12 @@ def test_native_loop_refuses_increments_it_cannot_read():
     assert _native_step.native_sampler(model.float()._nsf_vector_field(), y0) is None
 
 
-def test_native_loop_paths_do_not_depend_on_batch_or_blocking(monkeypatch):
+def test_native_loop_paths_do_not_depend_on_batch_blocking_or_chunks(monkeypatch):
     """Each path's arithmetic runs on its own row, so a path's values are the same bit for bit
-    whether it is solved among 100 paths (blocks of 48, 48 and 4 rows) or 7 (one block), and
-    for any block size; widths off the vector length exercise the masked tails."""
+    whether it is solved among 100 paths (blocks of 48, 48 and 4 rows) or 7 (one block), for
+    any block size, and whether the steps run in one kernel call or in chunks (7 steps, 1 step)
+    that carry the state between calls; widths off the vector length exercise the masked
+    tails."""
     torch.manual_seed(5)
     model = nsf.MLPDriftDiffusion(5, 3, 20, 2, diffusion_final="sigmoid")
     y0 = torch.randn(100, 5)
@@ -112,6 +114,10 @@ def test_native_loop_paths_do_not_depend_on_batch_or_blocking(monkeypatch):
     full = solve(100, 48)
     assert torch.equal(solve(7, 48), full[:, :7])
     assert torch.equal(solve(100, 6), full)
+    for steps in (7, 1):
+        monkeypatch.setattr(_native_step, "CHUNK_PATH_STEPS", 100 * steps)
+        assert torch.equal(solve(100, 48), full)
+    monkeypatch.undo()
     bm = nsf.VirtualBrownianTree(0.0, 1.0, (100, 3), seed=2, tol=1 / 40)
     eager = _solve(model, y0, ts, bm, False)
     # float32 rounding of sums in another order, through 40 steps (3e-6 measured; the compiled
