@@ -4,10 +4,11 @@ Cases (medians over interleaved repeats; ratio = peer_s / ours_s, > 1 means we a
 
 (a) sampling: 4096 paths x 252 steps, state 32, noise 8 (general), drift and diffusion MLPs
     64 wide x 2 hidden layers with time input, reversible Heun, dt = 1/252, no grad; ours
-    three times: the eager fast path, the opt-in compiled mode (NEURALSDE_FIN_COMPILE=1: on the
-    CPU the native sampling loop of ``_solvers/_native_step.py``), and compiled mode with the
-    ``torch.compile``-d step instead (what other devices run); kernel builds and compilation
-    timed separately and excluded.
+    four times: the default mode (NEURALSDE_FIN_COMPILE as in the environment; unset, a solve
+    this large takes the native sampling loop of ``_solvers/_native_step.py`` on the CPU), the
+    eager fast path (NEURALSDE_FIN_COMPILE=0), compiled mode (NEURALSDE_FIN_COMPILE=1: on the
+    CPU the native loop), and compiled mode with the ``torch.compile``-d step instead (what
+    other devices run); kernel builds and compilation timed separately and excluded.
 (b) training step: forward + adjoint backward at batch 1024 (torchsde: sdeint_adjoint with
     method="reversible_heun", adjoint_method="adjoint_reversible_heun"); ours twice: eager, and
     with the opt-in compiled forward and backward steps (NEURALSDE_FIN_COMPILE=1).
@@ -143,6 +144,13 @@ def main() -> None:
         finally:
             os.environ["NEURALSDE_FIN_COMPILE"] = compile_flag
 
+    def ours_ae():  # the eager fast path (NEURALSDE_FIN_COMPILE=0)
+        os.environ["NEURALSDE_FIN_COMPILE"] = "0"
+        try:
+            ours_a()
+        finally:
+            os.environ["NEURALSDE_FIN_COMPILE"] = compile_flag
+
     def ours_ai():  # compiled mode with the torch.compile-d step instead of the native CPU loop
         _native_step.ENABLED = False
         try:
@@ -203,10 +211,11 @@ def main() -> None:
     print(f"# (b) compiled steps: first call (compilation) {time.perf_counter() - t0:.1f} s")
     for fn in (ours_a, peer_a, peer_a_default, ours_b, peer_b):  # warm up
         fn()
-    keys = ("ours_a", "ours_ac", "ours_ai", "peer_a", "peer_a_default", "ours_b", "ours_bc",
-            "peer_b")
-    fns = dict(zip(keys, (ours_a, ours_ac, ours_ai, peer_a, peer_a_default, ours_b, ours_bc,
-                          peer_b)))
+    ours_ae()
+    keys = ("ours_a", "ours_ae", "ours_ac", "ours_ai", "peer_a", "peer_a_default", "ours_b",
+            "ours_bc", "peer_b")
+    fns = dict(zip(keys, (ours_a, ours_ae, ours_ac, ours_ai, peer_a, peer_a_default, ours_b,
+                          ours_bc, peer_b)))
     wall: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
     peaks = []
@@ -222,11 +231,12 @@ def main() -> None:
     print(f"# {args.threads} thread(s), {args.repeats} interleaved repeats, medians")
     print("case, ours_s, peer_s, ratio")
     for label, a, b in (
-        ("(a) sample 4096x252", "ours_a", "peer_a"),
+        ("(a) sample 4096x252 default mode", "ours_a", "peer_a"),
+        ("(a) sample 4096x252 eager (NEURALSDE_FIN_COMPILE=0)", "ours_ae", "peer_a"),
         ("(a) sample 4096x252 compiled step", "ours_ac", "peer_a"),
         ("(a) sample 4096x252 torch.compile step (native loop off)", "ours_ai", "peer_a"),
-        ("(a) sample 4096x252 vs torchsde without the dt hint", "ours_a", "peer_a_default"),
-        ("(a) compiled step vs torchsde without the dt hint", "ours_ac", "peer_a_default"),
+        ("(a) default mode vs torchsde without the dt hint", "ours_a", "peer_a_default"),
+        ("(a) eager vs torchsde without the dt hint", "ours_ae", "peer_a_default"),
         ("(b) fwd+adjoint 1024x252", "ours_b", "peer_b"),
         ("(b) fwd+adjoint 1024x252 compiled steps", "ours_bc", "peer_b"),
     ):
@@ -239,7 +249,8 @@ def main() -> None:
     fb_peer = ((N_STEPS + 1) + 4 * N_STEPS) * flops_per_eval(batch_b)
     print(f"# (d) fp32 matmul peak {peak:.1f} GFLOP/s (torch.mm 2048^2, median)")
     for name, fl, key in (
-        ("(a) ours", fa, "ours_a"),
+        ("(a) ours, default mode", fa, "ours_a"),
+        ("(a) ours, eager", fa, "ours_ae"),
         ("(a) ours, compiled step", fa, "ours_ac"),
         ("(a) ours, torch.compile step", fa, "ours_ai"),
         ("(a) torchsde", fa, "peer_a"),

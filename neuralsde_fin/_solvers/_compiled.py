@@ -61,6 +61,7 @@ __all__ = [
     "compiled_solvers",
     "compiled_step",
     "enabled",
+    "mode",
     "resolve",
 ]
 
@@ -84,6 +85,12 @@ def enabled() -> bool:
     if _override is not None:
         return _override
     return _env_flag() is True
+
+
+def mode() -> bool | None:
+    """The explicit compile mode: :func:`compiled_solvers`' flag inside one, else
+    ``NEURALSDE_FIN_COMPILE`` (``1`` True, ``0`` False), else None (the defaults apply)."""
+    return _override if _override is not None else _env_flag()
 
 
 def _env_flag() -> bool | None:

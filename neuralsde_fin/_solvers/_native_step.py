@@ -55,7 +55,7 @@ from torch import Tensor
 
 from neuralsde_fin import _native as _build
 
-__all__ = ["NativeSampler", "native_sampler"]
+__all__ = ["AUTO_MIN_VALUES", "NativeSampler", "native_sampler", "native_wanted"]
 
 #: ``vexp``: exp of a vector. On AVX2, float32 inlines Sleef's ``Sleef_expf8_u10`` operation for
 #: operation (Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^q in two factors; 1 ulp),
@@ -302,6 +302,19 @@ extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_aft
 #: Use the native loop when it applies (tests and benchmarks set it False to run the
 #: ``torch.compile``-d step, which other devices use).
 ENABLED = True
+
+#: Without an explicit mode (``nsf.compiled_solvers`` / ``NEURALSDE_FIN_COMPILE`` unset), solves
+#: of at least this many state values per time (paths x state) take the native loop: the
+#: Brownian tree's kernel rule (``_brownian._kernels.COMPILE_MIN_ELEMENTS``), so the first such
+#: solve in a process pays the kernels' loading (2.5-3 s, mostly importing Inductor) once.
+AUTO_MIN_VALUES = 2**14
+
+
+def native_wanted(mode: bool | None, n_values: int) -> bool:
+    """Whether a no-autograd solve with ``n_values`` state values per time should take the
+    native loop: the explicit compile ``mode`` if one is set, else ``n_values`` of at least
+    ``AUTO_MIN_VALUES``."""
+    return mode if mode is not None else n_values >= AUTO_MIN_VALUES
 
 #: Output activations the kernel applies (code passed to it).
 _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3}

@@ -35,9 +35,9 @@ from neuralsde_fin._solvers._compiled import (
     compilable,
     compiled_function,
     compiled_step,
-    enabled,
+    mode,
 )
-from neuralsde_fin._solvers._native_step import native_sampler
+from neuralsde_fin._solvers._native_step import native_sampler, native_wanted
 
 
 def forward_steps(
@@ -156,7 +156,7 @@ class ReversibleHeun(Solver):
                 if k is not None:
                     out[k] = y
 
-        if not track and enabled():
+        if not track and native_wanted(mode(), y0.numel()):
             native = native_sampler(vf, y0)
             if native is not None:  # the CPU form of the compiled sampling step
                 native.solve(y0, tlist, dts, dws, out, save_at)

@@ -140,3 +140,29 @@ def test_inlined_exp_is_sleef_bit_for_bit():
     check(x, ours, sleef, x.numel())
     assert torch.equal(ours.isnan(), sleef.isnan())
     assert torch.equal(ours.nan_to_num(), sleef.nan_to_num())
+
+
+def test_default_mode_takes_the_native_loop_for_large_solves_only(monkeypatch):
+    """With no explicit mode, sampling solves of at least ``AUTO_MIN_VALUES`` state values per
+    time take the native loop (the Brownian tree's kernel rule), smaller ones the eager path;
+    ``NEURALSDE_FIN_COMPILE=0`` and ``compiled_solvers(False)`` keep every solve eager."""
+    calls = []
+    solve = _native_step.NativeSampler.solve
+    monkeypatch.setattr(_native_step.NativeSampler, "solve", lambda *a: calls.append(solve(*a)))
+    monkeypatch.delenv("NEURALSDE_FIN_COMPILE", raising=False)
+    model = nsf.MLPDriftDiffusion(8, 2, 8, 1)
+    ts = torch.linspace(0, 1, 4)
+    large = _native_step.AUTO_MIN_VALUES // 8  # paths
+
+    def sample(n_paths):
+        calls.clear()
+        with torch.no_grad():
+            nsf.sdeint(model, torch.zeros(n_paths, 8), ts, dt=1 / 3)
+        return len(calls)
+
+    assert sample(large) == 1
+    assert sample(large - 1) == 0
+    with nsf.compiled_solvers(False):
+        assert sample(large) == 0
+    monkeypatch.setenv("NEURALSDE_FIN_COMPILE", "0")
+    assert sample(large) == 0
