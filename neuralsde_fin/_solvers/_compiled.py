@@ -14,9 +14,9 @@ When enabled (:func:`enabled`: inside ``nsf.compiled_solvers()``, or with
   as one compiled graph (:func:`compiled_step`): Inductor fuses the time bias, LipSwish, the
   g dW contractions and the update into a few C++ / Triton kernels around the GEMMs. On this
   2-core machine that is about 10-15% faster per step than the eager fast path. On the CPU the
-  solver runs the native loop of ``_native_step`` instead (GEMMs into buffers reused for the
-  whole solve, hand-written elementwise kernels, no Dynamo): another 6-22% faster, with a
-  kernel build of a few seconds once per machine instead of a compilation per process.
+  solver runs the native whole-solve kernel of ``_native_step`` instead (no Dynamo; about 1.3x
+  faster than this compiled step, built once per machine instead of compiled per process),
+  which large solves also take without compiled mode (``_native_step.native_wanted``).
 * **Training with the adjoint.** The forward steps (``_reversible_heun.forward_step``) and the
   backward steps (``_adjoint.backward_step``: the algebraic reverse step, one evaluation and
   its hand-written VJP) of ``sdeint(..., adjoint=True)`` and ``cdeint`` on fused fields
