@@ -23,8 +23,8 @@ __all__ = ["PREFIX", "available", "build", "scalar"]
 PREFIX = "#include <torch/csrc/inductor/cpp_prefix.h>\n"
 
 _SCALARS = {torch.float32: ("float", 2), torch.float64: ("double", 1)}
-_built: dict[str, object] = {}
-_failed: set[str] = set()
+_built: dict[tuple, object] = {}
+_failed: set[tuple] = set()
 
 
 def scalar(dtype: torch.dtype) -> tuple[str, int]:
@@ -40,16 +40,17 @@ def build(name: str, argtypes: list[str], source: str):
         argtypes: C types of ``kernel``'s parameters, e.g. ``"const float*"``, ``"const int64_t"``.
         source: C++ source starting with :data:`PREFIX` and defining ``extern "C" void kernel``.
     """
-    fn = _built.get(name)
+    key = (name, tuple(argtypes), source)  # a name reused with another source is another kernel
+    fn = _built.get(key)
     if fn is None:
-        if name in _failed:
+        if key in _failed:
             raise RuntimeError(f"native kernel {name} failed to build earlier")
         try:
             from torch._inductor.codecache import CppPythonBindingsCodeCache
 
-            fn = _built[name] = CppPythonBindingsCodeCache.load_pybinding(argtypes, source)
+            fn = _built[key] = CppPythonBindingsCodeCache.load_pybinding(argtypes, source)
         except Exception:
-            _failed.add(name)
+            _failed.add(key)
             raise
     return fn
 

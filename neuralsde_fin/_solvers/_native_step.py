@@ -22,9 +22,11 @@ one pass over the block's rows forms g1 dW_n and g1 dW_{n+1} (noise-major g, or 
 (written to the output row when that time is an output) and the next
 z2 = g1 dW_{n+1} + f1 dt_{n+1} + 2 y1 - z1.
 
-The steps run in chunks of ``CHUNK_PATH_STEPS / batch`` steps per kernel call (64 for 4096
-paths, about 0.13 s each), the block states carried between calls, so that Ctrl-C is seen
-between calls; chunking costs nothing measurable. Every path's arithmetic is its own row's, in
+The solve runs as kernel calls of at most ``CHUNK_PATHS`` paths (more on machines with many
+cores) x ``CHUNK_PATH_STEPS / paths`` steps (4096 x 64 for the benchmark, about 0.13 s each),
+the block states carried between calls: Ctrl-C is seen between calls, and a large batch is
+solved group after group, each through all its steps while its state stays in cache. Chunking
+costs nothing measurable. Every path's arithmetic is its own row's, in
 a fixed order: a path's values do not depend on the batch size, the block size, the chunking or
 the number of threads (tested bit for bit).
 
@@ -186,10 +188,11 @@ static void layer(const S* A, int64_t lda, const std::vector<S>& Bp, int64_t K, 
     }
 }
 
-// Steps lo .. lo + count - 1 (y_{lo+1} .. y_{lo+count}) of a solve, on the state y, z, f, gdw
-// (M x d each, read and written): y = y_n, z = z_{n+1}, f = f(t_n, z_n), gdw = g(t_n, z_n) dW_n
-// after step n - 1; with first = 1 (lo = 0), y holds y0 and the rest is set here. dws holds
-// dW_lo .. dW_{lo+count-1}; dw_after is dW_{lo+count} (has_after = 0 at the solve's end).
+// Steps lo .. lo + count - 1 (y_{lo+1} .. y_{lo+count}) of a solve, for the paths row0 .. row1 - 1,
+// on the state y, z, f, gdw (M x d each, read and written): y = y_n, z = z_{n+1},
+// f = f(t_n, z_n), gdw = g(t_n, z_n) dW_n after step n - 1; with first = 1 (lo = 0), y holds y0
+// and the rest is set here. dws holds dW_lo .. dW_{lo+count-1} (count x M x noise); dw_after is
+// dW_{lo+count} (has_after = 0 at the solve's end).
 extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_after,
                        const S* times, const S* dts, const S* in_w, const S* in_t,
                        const S* in_b, const S* hid_w, const S* hid_b, const S* w_f,
@@ -197,11 +200,12 @@ extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_aft
                        const int64_t M, const int64_t d, const int64_t m, const int64_t w,
                        const int64_t n_hid, const int64_t lo, const int64_t count,
                        const int64_t first, const int64_t has_after, const int64_t diag,
-                       const int64_t act_f, const int64_t act_g, const int64_t R)
+                       const int64_t act_f, const int64_t act_g, const int64_t R,
+                       const int64_t row0, const int64_t row1)
 {
     const int64_t gw = diag ? d : m * d;  // row width of g (noise-major)
     const int64_t dww = diag ? d : m;     // row width of dW
-    const int64_t n_blocks = (M + R - 1) / R;
+    const int64_t n_blocks = (row1 - row0 + R - 1) / R;
     const std::vector<S> in_p = pack(in_w, d, 2 * w), f_p = pack(w_f, w, d), g_p = pack(w_g, w, gw);
     std::vector<std::vector<S>> hid_p;
     for (int64_t j = 0; j < 2 * n_hid; ++j) hid_p.push_back(pack(hid_w + j * w * w, w, w));
@@ -220,7 +224,7 @@ extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_aft
         S* bt = gb + R * d;        // 2w: input bias + t w_t
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < n_blocks; ++blk) {
-            const int64_t r0 = blk * R, nr = std::min(R, M - r0);
+            const int64_t r0 = row0 + blk * R, nr = std::min(R, row1 - r0);
             S* const state[4] = {yb, zb, fb, gb};
             S* const global[4] = {ys, zs, fs, gs};
             for (int64_t a = 0; a < (first ? 1 : 4); ++a)
@@ -319,8 +323,12 @@ def native_wanted(mode: bool | None, n_values: int) -> bool:
 #: Output activations the kernel applies (code passed to it).
 _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3}
 
-#: Steps per kernel call x paths: a call takes about 0.13 s for the benchmark model, so that
-#: Python sees Ctrl-C between calls; each call reloads the block states (a few kB per block).
+#: Paths per kernel call (at least; 8 blocks per thread on machines with more cores): larger
+#: batches are solved group after group, each carried through all its steps while its state
+#: (4096 x 32 x 4 values: 2 MB) stays in cache.
+CHUNK_PATHS = 4096
+#: Paths x steps per kernel call: about 0.13 s for the benchmark model, so that Python sees
+#: Ctrl-C between calls; each call reloads the block states (a few kB per block).
 CHUNK_PATH_STEPS = 1 << 18
 
 #: Rows per block: a multiple of the 6-row register tile; 24-48 measured alike here.
@@ -332,7 +340,7 @@ _BLOCK_BYTES = 256 * 1024
 def _solve(dtype: torch.dtype):
     scalar, _ = _build.scalar(dtype)
     p, cp, i64 = f"{scalar}*", f"const {scalar}*", "const int64_t"
-    args = [p] * 4 + [cp] * 13 + [p, "const int64_t*"] + [i64] * 13
+    args = [p] * 4 + [cp] * 13 + [p, "const int64_t*"] + [i64] * 15
     return _build.build(f"solvers.solve.{scalar}", args, _SOLVE.replace("SCALAR", scalar))
 
 
@@ -386,20 +394,24 @@ class NativeSampler:
             save[n] = k
         gw = d if self.diagonal else self.m * d
         row_bytes = (6 * w + 5 * d + gw) * y0.element_size()
-        rows = block_rows(n_paths, row_bytes, torch.get_num_threads())
+        threads = torch.get_num_threads()
+        group = min(n_paths, max(CHUNK_PATHS, 8 * _BLOCK_ROWS * threads))
+        chunk = max(1, CHUNK_PATH_STEPS // group)
         state = [y0.clone(memory_format=torch.contiguous_format)]
         state += [torch.empty_like(state[0]) for _ in range(3)]  # z, f, g dW
         dws = dws.contiguous()
         zero = dws.new_zeros(dws.shape[1:])
-        chunk = max(1, CHUNK_PATH_STEPS // n_paths)
-        for lo in range(0, n_steps, chunk):
-            count = min(chunk, n_steps - lo)
-            after = lo + count < n_steps
-            self.kernel(*state, dws[lo : lo + count], dws[lo + count] if after else zero, times,
-                        steps, self.in_w, self.in_t, self.in_b, self.hid_w, self.hid_b,
-                        *self.out_w, *self.out_b, out, save, n_paths, d, self.m, w,
-                        self.hid_w.shape[0], lo, count, int(lo == 0), int(after),
-                        int(self.diagonal), *self.codes, rows)
+        for row0 in range(0, n_paths, group):
+            row1 = min(n_paths, row0 + group)
+            rows = block_rows(row1 - row0, row_bytes, threads)
+            for lo in range(0, n_steps, chunk):
+                count = min(chunk, n_steps - lo)
+                after = lo + count < n_steps
+                self.kernel(*state, dws[lo : lo + count], dws[lo + count] if after else zero,
+                            times, steps, self.in_w, self.in_t, self.in_b, self.hid_w,
+                            self.hid_b, *self.out_w, *self.out_b, out, save, n_paths, d,
+                            self.m, w, self.hid_w.shape[0], lo, count, int(lo == 0), int(after),
+                            int(self.diagonal), *self.codes, rows, row0, row1)
 
 
 def native_sampler(field, like: Tensor) -> NativeSampler | None:

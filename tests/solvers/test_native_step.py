@@ -98,9 +98,9 @@ def test_native_loop_refuses_increments_it_cannot_read():
 def test_native_loop_paths_do_not_depend_on_batch_blocking_or_chunks(monkeypatch):
     """Each path's arithmetic runs on its own row, so a path's values are the same bit for bit
     whether it is solved among 100 paths (blocks of 48, 48 and 4 rows) or 7 (one block), for
-    any block size, and whether the steps run in one kernel call or in chunks (7 steps, 1 step)
-    that carry the state between calls; widths off the vector length exercise the masked
-    tails."""
+    any block size, and whether the steps run in one kernel call or in chunks (7 steps, 1 step;
+    groups of paths) that carry the state between calls; widths off the vector length exercise
+    the masked tails."""
     torch.manual_seed(5)
     model = nsf.MLPDriftDiffusion(5, 3, 20, 2, diffusion_final="sigmoid")
     y0 = torch.randn(100, 5)
@@ -117,6 +117,9 @@ def test_native_loop_paths_do_not_depend_on_batch_blocking_or_chunks(monkeypatch
     for steps in (7, 1):
         monkeypatch.setattr(_native_step, "CHUNK_PATH_STEPS", 100 * steps)
         assert torch.equal(solve(100, 48), full)
+    monkeypatch.setattr(_native_step, "CHUNK_PATHS", 30)  # groups of 30 paths (or 8 blocks of
+    monkeypatch.setattr(_native_step, "CHUNK_PATH_STEPS", 30 * 7)  # 6 rows per thread), 7 steps
+    assert torch.equal(solve(100, 6), full)
     monkeypatch.undo()
     bm = nsf.VirtualBrownianTree(0.0, 1.0, (100, 3), seed=2, tol=1 / 40)
     eager = _solve(model, y0, ts, bm, False)
