@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralsde_fin._solvers._compiled import compilable, compiled_function
+from neuralsde_fin._solvers._compiled import compilable, compiled_function, mode
+from neuralsde_fin._solvers._native_step import native_sampler, native_wanted
 from neuralsde_fin._solvers._reversible_heun import axpy, forward_steps
 
 
@@ -139,12 +140,21 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
             if k is not None:
                 out[k] = y
 
+        native = None
+        if dw_input is None and native_wanted(mode(), y0.numel()):
+            native = native_sampler(vf, y0)  # the sampling kernel: only y_N, z_N are kept
+        run = None if native is None else native.begin(y0, plan.tlist, plan.dts, out, save_at)
         state = None
         for lo, _, dws, after in _chunk_iter(plan, dw_input, n_steps, reverse=False):
+            if run is not None:
+                run.advance(lo, dws, after)
+                continue
             if state is None:
                 f0, g0 = vf.f_and_g(plan.tlist[0], y0)
                 state = (y0, y0, f0, vf.prod(g0, dws[0]))
             state = forward_steps(vf, state, plan.tlist, plan.dts, lo, dws, after, save)
+        if run is not None:
+            state = (run.y, run.z)
         ctx.plan = plan
         ctx.has_dw_input = dw_input is not None
         ctx.save_for_backward(state[0], state[1], dw_input)

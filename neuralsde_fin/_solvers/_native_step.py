@@ -291,7 +291,7 @@ extern "C" void kernel(S* ys, S* zs, S* fs, S* gs, const S* dws, const S* dw_aft
                             if (yo) y1.store(yo + i * d + k, c);
                             f1.store(fi + k, c);
                             prod_next.store(gi + k, c);
-                            z2.store(zi + k, c);
+                            if (dwni) z2.store(zi + k, c);  // at the end z stays z_N
                         }
                     }
                 }
@@ -369,49 +369,74 @@ class NativeSampler:
         self.diagonal = field.diagonal
         self.d = field.shape_g[0]
         self.m = 1 if self.diagonal else field.shape_g[1]
+        self.g_width = self.d if self.diagonal else self.m * self.d  # row width of g
         self.codes = [_FINAL_CODES[fn] for fn in field.finals]
         self.kernel = _solve(like.dtype)
 
     def solve(self, y0: Tensor, tlist, dts, dws: Tensor, out: Tensor, save_at: dict) -> None:
         """Fill ``out[save_at[n]]`` with y_n for the saved steps n > 0 (``out[save_at[0]]`` is
-        y0's row if 0 is saved, written by the caller)."""
-        n_paths, d = y0.shape
-        noise = d if self.diagonal else self.m
-        if dws.dtype != y0.dtype or tuple(dws.shape) != (len(dts), n_paths, noise):
+        y0's row if 0 is saved, written by the caller), on the whole grid's increments."""
+        self._check(y0, dws, len(dts))
+        if dts:
+            self.begin(y0, tlist, dts, out, save_at).advance(0, dws, None)
+
+    def _check(self, y0: Tensor, dws: Tensor, n: int) -> None:
+        noise = y0.shape[1] if self.diagonal else self.m
+        if dws.dtype != y0.dtype or tuple(dws.shape) != (n, y0.shape[0], noise):
             raise ValueError(
-                f"Brownian increments must be {y0.dtype} of shape {(len(dts), n_paths, noise)}, "
+                f"Brownian increments must be {y0.dtype} of shape {(n, y0.shape[0], noise)}, "
                 f"got {dws.dtype} of shape {tuple(dws.shape)}"
             )
-        if not dts:
-            return
+
+    def begin(self, y0: Tensor, tlist, dts, out: Tensor, save_at: dict) -> _Run:
+        """A solve fed chunk by chunk (:meth:`_Run.advance`), as the adjoint fetches increments;
+        arguments as :meth:`solve`."""
         if not out.is_contiguous():
             raise ValueError("out must be contiguous")
-        n_steps, w = len(dts), self.width
-        times = torch.tensor([float(t) for t in tlist], dtype=y0.dtype)
-        steps = torch.tensor([*map(float, dts), 0.0], dtype=y0.dtype)
-        save = torch.full((n_steps + 1,), -1, dtype=torch.int64)
+        return _Run(self, y0, tlist, dts, out, save_at)
+
+
+class _Run:
+    """One solve in progress: the state (y, z, f, g dW) and the grid, advanced by chunks of
+    increments. After the last step ``y`` and ``z`` are y_N and z_N."""
+
+    def __init__(self, sampler: NativeSampler, y0: Tensor, tlist, dts, out: Tensor, save_at):
+        self.sampler, self.y0, self.out = sampler, y0, out
+        self.n_steps = len(dts)
+        self.times = torch.tensor([float(t) for t in tlist], dtype=y0.dtype)
+        self.steps = torch.tensor([*map(float, dts), 0.0], dtype=y0.dtype)
+        self.save = torch.full((self.n_steps + 1,), -1, dtype=torch.int64)
         for n, k in save_at.items():
-            save[n] = k
-        gw = d if self.diagonal else self.m * d
-        row_bytes = (6 * w + 5 * d + gw) * y0.element_size()
-        threads = torch.get_num_threads()
+            self.save[n] = k
+        self.state = [y0.clone(memory_format=torch.contiguous_format)]
+        self.state += [torch.empty_like(self.state[0]) for _ in range(3)]  # z, f, g dW
+        self.y, self.z = self.state[0], self.state[1]
+
+    def advance(self, lo: int, dws: Tensor, dw_after: Tensor | None) -> None:
+        """Steps lo .. lo + len(dws) - 1 on their increments ``dws``; ``dw_after`` is the next
+        step's increment (None after the last step). Chunks must come in order from lo = 0."""
+        s, (n_paths, d) = self.sampler, self.y0.shape
+        self.sampler._check(self.y0, dws, dws.shape[0])
+        if (dw_after is None) != (lo + dws.shape[0] == self.n_steps):
+            raise ValueError("dw_after must be given for every chunk but the last")
+        w, threads = s.width, torch.get_num_threads()
+        row_bytes = (6 * w + 5 * d + s.g_width) * self.y0.element_size()
         group = min(n_paths, max(CHUNK_PATHS, 8 * _BLOCK_ROWS * threads))
         chunk = max(1, CHUNK_PATH_STEPS // group)
-        state = [y0.clone(memory_format=torch.contiguous_format)]
-        state += [torch.empty_like(state[0]) for _ in range(3)]  # z, f, g dW
         dws = dws.contiguous()
+        last = lo + dws.shape[0]
         zero = dws.new_zeros(dws.shape[1:])
+        after = dw_after.contiguous() if dw_after is not None else zero
         for row0 in range(0, n_paths, group):
             row1 = min(n_paths, row0 + group)
             rows = block_rows(row1 - row0, row_bytes, threads)
-            for lo in range(0, n_steps, chunk):
-                count = min(chunk, n_steps - lo)
-                after = lo + count < n_steps
-                self.kernel(*state, dws[lo : lo + count], dws[lo + count] if after else zero,
-                            times, steps, self.in_w, self.in_t, self.in_b, self.hid_w,
-                            self.hid_b, *self.out_w, *self.out_b, out, save, n_paths, d,
-                            self.m, w, self.hid_w.shape[0], lo, count, int(lo == 0), int(after),
-                            int(self.diagonal), *self.codes, rows, row0, row1)
+            for a in range(lo, last, chunk):
+                b = min(a + chunk, last)
+                nxt = dws[b - lo] if b < last else after
+                s.kernel(*self.state, dws[a - lo : b - lo], nxt, self.times, self.steps, s.in_w,
+                         s.in_t, s.in_b, s.hid_w, s.hid_b, *s.out_w, *s.out_b, self.out,
+                         self.save, n_paths, d, s.m, w, s.hid_w.shape[0], a, b - a, int(a == 0),
+                         int(b < self.n_steps), int(s.diagonal), *s.codes, rows, row0, row1)
 
 
 def native_sampler(field, like: Tensor) -> NativeSampler | None:

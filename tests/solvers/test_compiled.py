@@ -124,6 +124,9 @@ def _assert_close(compiled, eager):
 
 
 def test_compiled_adjoint_sdeint_equals_eager(monkeypatch):
+    # the torch.compile-d forward step (other devices; on the CPU the native loop runs the
+    # adjoint's forward, tested in test_native_step.py)
+    monkeypatch.setattr(_native_step, "ENABLED", False)
     torch.manual_seed(0)
     dtype = torch.float64
     model = nsf.MLPDriftDiffusion(4, 3, 8, 2, drift_final="tanh", diffusion_final="tanh").to(dtype)
@@ -184,6 +187,7 @@ def test_compiled_cdeint_final_output_one_variant(monkeypatch):
 
 
 def test_adjoint_compile_failure_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(_native_step, "ENABLED", False)  # the torch.compile-d forward step
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1).double()
     y0 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     ts = torch.linspace(0, 1, 5, dtype=torch.float64)
