@@ -1,7 +1,10 @@
 """The reversible Heun sampling loop on the CPU: one native kernel for the whole solve.
 
-For an :class:`MLPDriftDiffusion` solved without autograd in compiled mode
-(``nsf.compiled_solvers()``) on the CPU, each step
+For an :class:`MLPDriftDiffusion` on the CPU, sampled without autograd (every solve in compiled
+mode, ``nsf.compiled_solvers()``; by default the solves of at least ``AUTO_MIN_VALUES`` state
+values per time), and in the forward pass of its adjoint solves (``sdeint(..., adjoint=True)``
+under the same rule: only y_N and z_N are kept, fed chunk by chunk as the adjoint fetches its
+increments, :meth:`NativeSampler.begin`), each step
 
     z1 = 2 y - z + f dt + g dW                       (carried from the previous step)
     f1, g1 = f(t1, z1), g(t1, z1)
@@ -41,7 +44,8 @@ a fresh output's first touch adds 0.04 s. Values agree with the eager solve to f
 the same products run in another order).
 
 Fields with an output activation other than None / tanh / sigmoid / softplus, other devices and
-dtypes, and solves with autograd use the other paths (``_compiled``, ``_reversible_heun``).
+dtypes, and solves that backpropagate through the steps use the other paths (``_compiled``,
+``_reversible_heun``).
 
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
