@@ -123,9 +123,29 @@ def _assert_close(compiled, eager):
         torch.testing.assert_close(c, e, rtol=1e-12, atol=1e-13)
 
 
+def test_compiled_adjoint_native_forward_equals_eager(monkeypatch):
+    """Compiled mode on the CPU: the native loop's forward pass, then the compiled backward
+    steps (the combination training runs use); float64 rounding."""
+    calls = []
+    begin = _native_step.NativeSampler.begin
+    monkeypatch.setattr(
+        _native_step.NativeSampler, "begin", lambda *a: calls.append(1) or begin(*a)
+    )
+    torch.manual_seed(0)
+    dtype = torch.float64
+    # an architecture of its own: the next test counts the graphs it compiles
+    model = nsf.MLPDriftDiffusion(4, 3, 10, 2, drift_final="tanh").to(dtype)
+    y0 = torch.randn(16, 4, dtype=dtype, requires_grad=True)
+    ts = torch.linspace(0, 1, 9, dtype=dtype)
+    bm = nsf.VirtualBrownianTree(0.0, 1.0, (16, 3), seed=2, tol=1 / 16, dtype=dtype)
+    eager = _sde_grads(model, y0, ts, bm, "0", monkeypatch)
+    _assert_close(_sde_grads(model, y0, ts, bm, "1", monkeypatch), eager)
+    assert len(calls) == 1
+
+
 def test_compiled_adjoint_sdeint_equals_eager(monkeypatch):
     # the torch.compile-d forward step (other devices; on the CPU the native loop runs the
-    # adjoint's forward, tested in test_native_step.py)
+    # adjoint's forward: the test above)
     monkeypatch.setattr(_native_step, "ENABLED", False)
     torch.manual_seed(0)
     dtype = torch.float64
