@@ -10,14 +10,14 @@ increments, :meth:`NativeSampler.begin`), each step
     f1, g1 = f(t1, z1), g(t1, z1)
     y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
 
-runs inside one native kernel (``neuralsde_fin._native``) that takes the whole solve. Paths are
-independent, so the batch is cut into blocks of R rows (a few dozen) and each thread carries its
-blocks through *all* the steps: a block's states, hidden activations and field outputs (about
-100 kB) and the fields' weights (about 120 kB for the benchmark model) stay in the core's L2
-cache for the whole solve, and the threads meet once, at the end, instead of at every GEMM.
+runs inside one native kernel (``neuralsde_fin._native``) that takes many steps per call. Paths
+are independent, so the batch is cut into blocks of R rows (a few dozen) and each thread carries
+its blocks through *all* the call's steps: a block's states, hidden activations and field
+outputs (about 100 kB) and the fields' weights (about 120 kB for the benchmark model) stay in
+the core's L2 cache, and the threads meet once per call instead of at every GEMM.
 
 Per step and block, every layer ``h = act(x W + b)`` is a register-tiled GEMM (6 rows x 2
-vectors of accumulators, ``at::vec::fmadd`` over k in order, the weights packed once per solve
+vectors of accumulators, ``at::vec::fmadd`` over k in order, the weights packed once per call
 into zero-padded panels of the tile's width) whose epilogue adds the bias (and the time term
 ``t w_t`` of the input layer) and applies LipSwish's ``silu`` (its scale is folded into the next
 layer's weights, ``_nets``) or the output activation while the tile is still in registers. Then
@@ -29,9 +29,9 @@ The solve runs as kernel calls of at most ``CHUNK_PATHS`` paths (more on machine
 cores) x ``CHUNK_PATH_STEPS / paths`` steps (4096 x 64 for the benchmark, about 0.13 s each),
 the block states carried between calls: Ctrl-C is seen between calls, and a large batch is
 solved group after group, each through all its steps while its state stays in cache. Chunking
-costs nothing measurable. Every path's arithmetic is its own row's, in
-a fixed order: a path's values do not depend on the batch size, the block size, the chunking or
-the number of threads (tested bit for bit).
+costs nothing measurable. Every path's arithmetic is its own row's, in a fixed order: a path's
+values do not depend on the batch size, the block size, the chunking or the number of threads
+(tested bit for bit).
 
 On this 2-core machine the loop takes 0.52-0.53 s for benchmark (a) of ``bench_solvers.py``
 (4096 paths x 252 steps, precomputed increments, a fresh output) against 0.66-0.68 s for the
