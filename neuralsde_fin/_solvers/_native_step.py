@@ -74,11 +74,11 @@ __all__ = ["AUTO_MIN_VALUES", "NativeSampler", "native_sampler", "native_wanted"
 _VEXP = r"""
 template <typename W> static inline W vexp(W x) { return x.exp(); }
 #if defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
-static inline at::vec::Vectorized<float> vexp(at::vec::Vectorized<float> v) {
-    const __m256 d = v;
+// Sleef's reduction and polynomial: exp(d) = u 2^q with q = rint(d / ln 2), u in [0.7, 1.42].
+static inline __m256 exp_mantissa(__m256 d, __m256i& qi) {
     const __m256 r = _mm256_mul_ps(d, _mm256_set1_ps(1.442695040888963407359924681f));
     const __m256 q = _mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i qi = _mm256_cvtps_epi32(q);
+    qi = _mm256_cvtps_epi32(q);
     __m256 s = _mm256_fmadd_ps(q, _mm256_set1_ps(-0.693145751953125f), d);
     s = _mm256_fmadd_ps(q, _mm256_set1_ps(-1.428606765330187045e-06f), s);
     __m256 u = _mm256_set1_ps(0.000198527617612853646278381f);
@@ -87,7 +87,13 @@ static inline at::vec::Vectorized<float> vexp(at::vec::Vectorized<float> v) {
     u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.0416664853692054748535156f));
     u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.166666671633720397949219f));
     u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.5f));
-    u = _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(s, s), u, s));
+    return _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(s, s), u, s));
+}
+
+static inline at::vec::Vectorized<float> vexp(at::vec::Vectorized<float> v) {
+    const __m256 d = v;
+    __m256i qi;
+    __m256 u = exp_mantissa(d, qi);
     const __m256i h = _mm256_srai_epi32(qi, 1);  // 2^q as 2^h 2^(q - h): no overflow of 2^q
     const __m256i bias = _mm256_set1_epi32(0x7f);
     const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
@@ -110,18 +116,8 @@ static inline at::vec::Vectorized<float> vsilu(at::vec::Vectorized<float> v) {
     const __m256 x = v;
     const __m256 xc = _mm256_max_ps(_mm256_set1_ps(-88.3f), x);  // NaN stays NaN
     const __m256 d = _mm256_max_ps(_mm256_set1_ps(-87.0f), _mm256_sub_ps(_mm256_setzero_ps(), xc));
-    const __m256 r = _mm256_mul_ps(d, _mm256_set1_ps(1.442695040888963407359924681f));
-    const __m256 q = _mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i qi = _mm256_cvtps_epi32(q);
-    __m256 s = _mm256_fmadd_ps(q, _mm256_set1_ps(-0.693145751953125f), d);
-    s = _mm256_fmadd_ps(q, _mm256_set1_ps(-1.428606765330187045e-06f), s);
-    __m256 u = _mm256_set1_ps(0.000198527617612853646278381f);
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00139304355252534151077271f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00833336077630519866943359f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.0416664853692054748535156f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.166666671633720397949219f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.5f));
-    u = _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(s, s), u, s));
+    __m256i qi;
+    __m256 u = exp_mantissa(d, qi);
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(qi, _mm256_set1_epi32(0x7f)), 23);
     u = _mm256_mul_ps(u, _mm256_castsi256_ps(e));
     return _mm256_div_ps(xc, _mm256_add_ps(_mm256_set1_ps(1.0f), u));

@@ -141,19 +141,26 @@ def test_native_loop_paths_do_not_depend_on_batch_blocking_or_chunks(monkeypatch
     torch.testing.assert_close(full, eager, rtol=1e-5, atol=1e-5)
 
 
+def _run_check(name: str, check_src: str, sweep: float):
+    """(x, ours, reference) of a check kernel built on ``_VEXP``: x is every 251st float32 bit
+    pattern and a dense sweep of [-sweep, sweep]."""
+    from neuralsde_fin import _native
+
+    src = _native.PREFIX + _native_step._VEXP + check_src
+    check = _native.build(name, ["const float*", "float*", "float*", "const int64_t"], src)
+    patterns = (torch.arange(0, 2**32, 251, dtype=torch.int64) - 2**31).to(torch.int32)
+    x = torch.cat([patterns.view(torch.float32), torch.linspace(-sweep, sweep, 1 << 20)])
+    x = x[: x.numel() // 16 * 16].contiguous()
+    ours, ref = torch.empty_like(x), torch.empty_like(x)
+    check(x, ours, ref, x.numel())
+    return x, ours, ref
+
+
 def test_inlined_exp_is_sleef_bit_for_bit():
     """The kernel's float32 ``vexp`` (inlined on AVX2) returns what ``Vectorized<float>::exp``
     (the Sleef library call) returns, on every 251st float bit pattern and a dense sweep of the
     range where exp is finite and nonzero."""
-    from neuralsde_fin import _native
-
-    src = _native.PREFIX + _native_step._VEXP + _VEXP_CHECK
-    check = _native.build("tests.vexp", ["const float*", "float*", "float*", "const int64_t"], src)
-    patterns = (torch.arange(0, 2**32, 251, dtype=torch.int64) - 2**31).to(torch.int32)
-    x = torch.cat([patterns.view(torch.float32), torch.linspace(-110, 110, 1 << 20)])
-    x = x[: x.numel() // 16 * 16].contiguous()
-    ours, sleef = torch.empty_like(x), torch.empty_like(x)
-    check(x, ours, sleef, x.numel())
+    x, ours, sleef = _run_check("tests.vexp", _VEXP_CHECK, 110.0)
     assert torch.equal(ours.isnan(), sleef.isnan())
     assert torch.equal(ours.nan_to_num(), sleef.nan_to_num())
 
@@ -212,6 +219,9 @@ def test_adjoint_forward_through_the_native_loop(monkeypatch):
 
     native, eager = run(True), run(False)
     assert len(calls) == 1
+    # float64 rounding: measured 1.5e-14 on ys, 1.7e-13 on the y0 gradient (values up to 100),
+    # 2.4e-15 relative on the parameter gradients (sums over 2048 paths); the issue's adjoint
+    # bar is 1e-8 relative
     torch.testing.assert_close(native[0], eager[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(native[1], eager[1], rtol=1e-10, atol=1e-10)
     for a, b in zip(native[2], eager[2]):
@@ -222,15 +232,7 @@ def test_inlined_silu_is_sleef_silu_bit_for_bit_above_minus_88():
     """The kernel's float32 ``vsilu`` (on AVX2 an exp clamped to [-87, 88.3]) equals
     x / (1 + exp(-x)) with Sleef's exp bit for bit for every x >= -88.3 (and NaN for NaN);
     below, where silu is under 2e-37 in magnitude, it returns a value in [-4e-37, 0]."""
-    from neuralsde_fin import _native
-
-    src = _native.PREFIX + _native_step._VEXP + _VSILU_CHECK
-    check = _native.build("tests.vsilu", ["const float*", "float*", "float*", "const int64_t"], src)
-    patterns = (torch.arange(0, 2**32, 251, dtype=torch.int64) - 2**31).to(torch.int32)
-    x = torch.cat([patterns.view(torch.float32), torch.linspace(-100, 100, 1 << 20)])
-    x = x[: x.numel() // 16 * 16].contiguous()
-    ours, sleef = torch.empty_like(x), torch.empty_like(x)
-    check(x, ours, sleef, x.numel())
+    x, ours, sleef = _run_check("tests.vsilu", _VSILU_CHECK, 100.0)
     assert torch.equal(ours.isnan(), x.isnan())
     keep = x >= -88.3
     assert torch.equal(ours[keep], sleef[keep])
