@@ -118,7 +118,10 @@ def compiled_solvers(enabled: bool = True) -> Iterator[None]:
     fields (sampling without autograd, and ``sdeint(..., adjoint=True)`` / ``cdeint`` forward
     and adjoint backward steps); blocks nest, and the previous mode is restored on exit. The
     flag is process-wide, not per thread. Compilation costs 5-30 s once per process,
-    architecture and batch shape; afterwards a step is 10-40% faster (``benchmarks/``).
+    architecture and batch shape; afterwards a step is 10-40% faster (``benchmarks/``). On the
+    CPU, sampling solves and the adjoint's forward pass run the native whole-solve kernel
+    instead (``_native_step``), which large solves take even outside this block;
+    ``enabled=False`` keeps them eager too.
 
     Example:
         >>> with nsf.compiled_solvers():
