@@ -1,23 +1,32 @@
-"""Native CPU kernels, written with ATen's ``at::vec`` and built at run time.
+"""Native CPU kernels: C++ sources shipped in ``neuralsde_fin/_csrc``, built at run time.
 
-The package's hand-written kernels (the Brownian tree's level update, the reversible Heun
-sampling step) are C++ sources built by torch Inductor's own C++ toolchain, the one that builds
-``torch.compile``'s CPU kernels: the same compiler flags (the machine's vector ISA, OpenMP,
-``-ffp-contract=off``), a disk cache keyed by the source, so each kernel is compiled once per
-machine (a few seconds), and a thin Python binding that takes tensors (as data pointers) and
-ints. A kernel is ``extern "C" void kernel(...)``; the callers check shapes, dtypes, devices and
-contiguity before calling, since the binding does not.
+The package's hand-written kernels (``_csrc/brownian_level.cpp``, ``brownian_diff.cpp``: the
+Brownian tree's level update and grid differences; ``_csrc/solve.cpp``: the reversible Heun
+sampling solve) are written with ATen's ``at::vec`` and built by torch Inductor's own C++
+toolchain, the one that builds ``torch.compile``'s CPU kernels: the same compiler flags (the
+machine's vector ISA, OpenMP, ``-ffp-contract=off``), a disk cache keyed by the source, so each
+kernel is compiled once per machine, and a thin Python binding that takes tensors (as data
+pointers) and ints. A kernel is ``extern "C" void kernel(...)``; the callers check shapes,
+dtypes, devices and contiguity before calling, since the binding does not. Each source is
+compiled per dtype with ``SCALAR`` (``float`` / ``double``) and ``NI`` (int64 vectors per
+``SCALAR`` vector) defined.
 
-If a build fails (no C++ compiler, a torch whose private ``CppPythonBindingsCodeCache`` API
-changed), :func:`build` raises and :func:`available` reports False for that kernel from then on,
-and the callers take their ``torch.compile`` or eager path instead.
+The toolchain is torch's private ``torch._inductor.codecache.CppPythonBindingsCodeCache`` (the
+public ``torch.utils.cpp_extension`` builds the full extension headers, about a minute per
+kernel here), so ``pyproject.toml`` pins the torch releases this is tested on. If a build
+fails (no C++ compiler, a torch whose private API changed), :func:`build` raises and
+:func:`available` reports False for that kernel from then on, and the callers take their
+``torch.compile`` or eager path, which give the same values to float rounding (tested with a
+forced failure).
 """
 
 from __future__ import annotations
 
+from importlib import resources
+
 import torch
 
-__all__ = ["PREFIX", "available", "build", "scalar"]
+__all__ = ["PREFIX", "available", "build", "kernel", "read", "scalar", "source"]
 
 #: First line of every kernel source: Inductor's prelude (``at::vec``, OpenMP, ``c10``).
 PREFIX = "#include <torch/csrc/inductor/cpp_prefix.h>\n"
@@ -25,11 +34,33 @@ PREFIX = "#include <torch/csrc/inductor/cpp_prefix.h>\n"
 _SCALARS = {torch.float32: ("float", 2), torch.float64: ("double", 1)}
 _built: dict[tuple, object] = {}
 _failed: set[tuple] = set()
+#: Tests set this to simulate a failed build (no compiler): every build then raises.
+FORCE_FAIL = False
 
 
 def scalar(dtype: torch.dtype) -> tuple[str, int]:
     """(C++ type, number of int64 vectors per vector of it) for float32 / float64."""
     return _SCALARS[dtype]
+
+
+def read(filename: str) -> str:
+    """The text of ``_csrc/<filename>`` with its quoted ``#include "x.h"`` lines replaced by
+    those files (the build compiles one self-contained source in Inductor's cache folder)."""
+    text = resources.files("neuralsde_fin").joinpath("_csrc", filename).read_text()
+    lines = []
+    for line in text.splitlines(keepends=True):
+        inc = line.strip()
+        if inc.startswith('#include "') and inc.endswith('"'):
+            lines.append(read(inc[len('#include "'):-1]))
+        else:
+            lines.append(line)
+    return "".join(lines)
+
+
+def source(filename: str, dtype: torch.dtype) -> str:
+    """The full source of ``_csrc/<filename>`` for ``dtype``: prelude, defines, file text."""
+    name, lanes = scalar(dtype)
+    return f"{PREFIX}#define SCALAR {name}\n#define NI {lanes}\n{read(filename)}"
 
 
 def build(name: str, argtypes: list[str], source: str):
@@ -43,7 +74,7 @@ def build(name: str, argtypes: list[str], source: str):
     key = (name, tuple(argtypes), source)  # a name reused with another source is another kernel
     fn = _built.get(key)
     if fn is None:
-        if key in _failed:
+        if key in _failed or FORCE_FAIL:
             raise RuntimeError(f"native kernel {name} failed to build earlier")
         try:
             from torch._inductor.codecache import CppPythonBindingsCodeCache
@@ -55,11 +86,20 @@ def build(name: str, argtypes: list[str], source: str):
     return fn
 
 
+def kernel(filename: str, dtype: torch.dtype, argtypes: list[str]):
+    """The kernel of ``_csrc/<filename>`` built for ``dtype`` (see :func:`build`).
+
+    ``argtypes`` may use ``S`` for the scalar type (``"S*"``, ``"const S*"``).
+    """
+    name, _ = scalar(dtype)
+    args = [a.replace("S*", f"{name}*") for a in argtypes]
+    return build(f"{filename}.{name}", args, source(filename, dtype))
+
+
 def available(dtype: torch.dtype, device: torch.device, builders) -> bool:
     """Whether native kernels run for ``dtype`` on ``device``: CPU, float32 / float64, and every
-    ``builders()`` call (which builds the kernels needed) succeeds; False for good after a
-    failed build."""
-    if device.type != "cpu" or dtype not in _SCALARS:
+    ``builders()`` call (which builds the kernels needed) succeeds; False after a failed build."""
+    if device.type != "cpu" or dtype not in _SCALARS or FORCE_FAIL:
         return False
     try:
         for make in builders:

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["counter_normal", "counter_uniform"]
+__all__ = ["counter_normal", "counter_uniform", "derive_seed"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -100,6 +100,18 @@ def absorb(state: int | torch.Tensor, key: int | torch.Tensor) -> int | torch.Te
     if isinstance(state, int) and isinstance(key, int):
         return _mix_int(state + key * 0x9E3779B97F4A7C15)
     return _mix(torch.as_tensor(state, dtype=torch.int64) + torch.as_tensor(key) * GOLDEN)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """An int64 seed that is a pure function of ``(seed, *keys)`` (a sub-stream's seed).
+
+    Used to key a Brownian tree per purpose and training step: ``derive_seed(seed, key, step)``
+    never collides with the tree of another (key, step) except by a 64-bit hash collision.
+    """
+    state = seed_state(seed)
+    for k in keys:
+        state = absorb(state, int(k))
+    return int(state)
 
 
 def box_muller(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,9 +35,10 @@ _compile_failed = False
 NATIVE = True
 
 
-def pair_offsets(n_pairs: int, device: torch.device) -> torch.Tensor:
-    """The SplitMix64 counter offsets ``j * G`` of the pair indices j = 0 .. n_pairs - 1."""
-    return torch.arange(n_pairs, dtype=torch.int64, device=device) * GOLDEN
+def pair_offsets(n_pairs: int, device: torch.device, start: int = 0) -> torch.Tensor:
+    """The SplitMix64 counter offsets ``j * G`` of the pair indices j = start .. start +
+    n_pairs - 1 (int64 products wrap mod 2^64, as the counter arithmetic does)."""
+    return torch.arange(start, start + n_pairs, dtype=torch.int64, device=device) * GOLDEN
 
 
 def level_update(

@@ -229,6 +229,9 @@ class VirtualBrownianTree:
         dtype: float32 or float64. Node positions, weights and keys are always computed in
             float64/int64 on the host, so float64 trees are exact to float64 rounding.
         device: Device of the values.
+        path_offset: Global id of the first path: row i of ``shape[0]`` is path
+            ``path_offset + i`` of the seed's stream (a chunk or shard of a larger sample has
+            exactly the values of those paths in the whole).
 
     Attributes:
         t0, t1, shape, seed, dtype, device: As given.
@@ -254,6 +257,7 @@ class VirtualBrownianTree:
         tol: float | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        path_offset: int = 0,
     ) -> None:
         t0, t1 = _as_float("t0", t0), _as_float("t1", t1)
         if not t1 > t0:
@@ -270,6 +274,9 @@ class VirtualBrownianTree:
             raise ValueError(f"seed must be an int, got {seed!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if (isinstance(path_offset, bool) or not isinstance(path_offset, (int, np.integer))
+                or path_offset < 0):
+            raise ValueError(f"path_offset must be a non-negative int, got {path_offset!r}")
         span = t1 - t0
         if tol is None:
             n_leaves = DEFAULT_LEAVES
@@ -294,12 +301,18 @@ class VirtualBrownianTree:
         self._span = span
         self._channels = math.prod(shape[1:])
         self._n_flat = shape[0] * self._channels
+        self.path_offset = int(path_offset)
+        # columns of the flat (path, channel) index: global k = (path_offset + i) C + c; the
+        # table starts at the pair of the first one (its first `_lead` column is dropped)
+        k0 = self.path_offset * self._channels
+        self._lead = k0 & 1
         self._state = seed_state(self.seed)
         self._tag_states = np.array([absorb(self._state, tag) for tag in (TAG_NODE, TAG_BRIDGE)],
                                     dtype=np.int64)
-        self._n_pad = self._n_flat + (self._n_flat & 1)
+        width = self._lead + self._n_flat
+        self._n_pad = width + (width & 1)
         self._compiled = _kernels.use_compiled(self._n_flat)
-        self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device)
+        self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device, start=k0 >> 1)
         # leaves per cached block of single-query nodes: at most CACHE_LEAVES, and a block
         # of at most CACHE_BYTES (no cache when fewer than 4 leaves would fit)
         itemsize = torch.finfo(dtype).bits // 8
@@ -309,7 +322,12 @@ class VirtualBrownianTree:
 
     def __repr__(self) -> str:
         return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={self.shape}, "
-                f"seed={self.seed}, tol={self.tol}, dtype={self.dtype}, device={self.device})")
+                f"seed={self.seed}, tol={self.tol}, dtype={self.dtype}, device={self.device}, "
+                f"path_offset={self.path_offset})")
+
+    def _cols(self, row: torch.Tensor) -> torch.Tensor:
+        """The (path, channel) values of a table row (drops the lead / padding columns)."""
+        return row[self._lead : self._lead + self._n_flat]
 
     # ----------------------------------------------------------------------------- queries
     def _positions(self, ts: Any, name: str) -> tuple[np.ndarray, float]:
@@ -389,14 +407,14 @@ class VirtualBrownianTree:
             w = self._node_values(x, snap)
             if w is None:
                 w = self._values(x, snap)
-            return w[0][: self._n_flat].view(self.shape)
+            return self._cols(w[0]).view(self.shape)
         x0, snap0 = self._positions(_scalar_time("s", s), "s")
         x1, snap1 = self._positions(_scalar_time("t", t), "t")
         x, snap = np.concatenate([x0, x1]), max(snap0, snap1)
         w = self._node_values(x, snap)
         if w is None:
             w = self._values(x, snap)
-        return (w[1][: self._n_flat] - w[0][: self._n_flat]).view(self.shape)
+        return (self._cols(w[1]) - self._cols(w[0])).view(self.shape)
 
     # ------------------------------------------------------------ block cache of node values
     def _node_values(self, x: np.ndarray, snap: float) -> list[torch.Tensor] | None:
@@ -460,9 +478,9 @@ class VirtualBrownianTree:
             raise ValueError("ts must be non-decreasing")
         w = self._node_values(x, snap) if x.size == 2 else None  # one step: the block cache
         if w is not None:
-            return (w[1][: self._n_flat] - w[0][: self._n_flat]).view(1, *self.shape)
+            return (self._cols(w[1]) - self._cols(w[0])).view(1, *self.shape)
         table, rows = self._table(x, snap)
         dw = _kernels.increments(table, rows[:-1], rows[1:], self._compiled)
         if self._n_pad != self._n_flat:
-            dw = dw[:, : self._n_flat]
+            dw = dw[:, self._lead : self._lead + self._n_flat]
         return dw.view(len(x) - 1, *self.shape)

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from neuralsde_fin import _distributed as _dist
+from neuralsde_fin._calendar import TRADING_DAYS
 from neuralsde_fin._calibrate._losses import LOSSES, get_loss
 from neuralsde_fin._calibrate._train import OPTIMIZERS, train
-from neuralsde_fin._models._market import TRADING_DAYS, MarketModel
+from neuralsde_fin._models._market import MarketModel
 
 #: Per-method defaults, chosen with the cost figures of DESIGN section 3 in mind.
 #: sigkernel: cost ~ batch^2 x length^2 -> batch 32 and every 2nd point of the 64-step windows
@@ -71,6 +72,7 @@ def calibrate(
     callback: Callable[[int, float], None] | None = None,
     num_threads: int | None = 1,
     compile: bool | None = None,
+    device: torch.device | str | None = None,
 ) -> MarketModel:
     """Calibrate a neural SDE market model to a daily price history.
 
@@ -117,6 +119,9 @@ def calibrate(
             for runs of at least 1000 steps, which pay back the 20-30 s of compilation. Falls
             back to eager, with one warning, if compilation fails. Not part of the run's
             identity: a resumed run may change it (results then differ by float rounding).
+        device: where the model trains (e.g. "cuda"): the windows are moved there once and the
+            whole step (simulation, adjoint, loss) runs there; the returned model stays on it
+            (``model.to("cpu")`` to move it). Default: the CPU.
 
     Returns:
         The calibrated ``MarketModel`` (with ``.sample`` and ``.save``).
@@ -173,14 +178,16 @@ def calibrate(
 
     mopts = dict(model_options or {})
     lopts = {**defaults.get("loss", {}), **(loss_options or {})}
+    dev = torch.device("cpu" if device is None else device)
     with torch.random.fork_rng(devices=[]):
         # the model's and the loss's own initial weights (e.g. a discriminator) follow the seed
         torch.manual_seed(seed)
         model = MarketModel(
             paths.shape[-1], window=window, dt_data=1.0 / TRADING_DAYS, return_scale=scale, **mopts
-        ).to(dtype)
-        loss = get_loss(method, **lopts).to(dtype)
-    real = model.normalise(paths).to(dtype)
+        ).to(dtype=dtype, device=dev)
+        loss = get_loss(method, **lopts).to(dtype=dtype, device=dev)
+    loss.seed = seed
+    real = model.normalise(paths.to(dev)).to(dtype)
     run_config = dict(
         method=method,
         window=window,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from neuralsde_fin._calibrate._ganfields import GANCDEFunc
-from neuralsde_fin._solvers import CDEFunc, LipSwish, cdeint
+from neuralsde_fin._solvers import CDEFunc, cdeint
+from neuralsde_fin._solvers._nets import mlp
 
 __all__ = [
     "GP_METHODS",
@@ -28,7 +28,6 @@ __all__ = [
     "clip_weights",
     "gradient_penalty",
     "interpolate_missing",
-    "mlp",
     "penalty_probes",
     "time_augment",
     "wasserstein_critic",
@@ -37,19 +36,6 @@ __all__ = [
 #: How the gradient penalty's gradient is computed: :func:`penalty_probes` or
 #: :func:`gradient_penalty`.
 GP_METHODS = ("finite_difference", "double_backward")
-
-
-def mlp(in_features: int, out_features: int, width: int, depth: int) -> nn.Sequential:
-    """An MLP with ``depth`` hidden layers of ``width`` LipSwish units (no output activation).
-
-    Shape:
-        (..., in_features) -> (..., out_features).
-    """
-    layers: list[nn.Module] = [nn.Linear(in_features, width), LipSwish()]
-    for _ in range(depth - 1):
-        layers += [nn.Linear(width, width), LipSwish()]
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
 
 
 def time_augment(ts: Tensor, x: Tensor) -> Tensor:
@@ -168,7 +154,7 @@ class CDEDiscriminator(nn.Module):
         self.data_size, self.hidden = data_size, hidden
         self.adjoint = adjoint
         self.readin = mlp(1 + data_size, hidden, width, depth)
-        self.func = GANCDEFunc(hidden, 1 + data_size, width, depth, final="tanh")
+        self.func = CDEFunc(hidden, 1 + data_size, width, depth, final="tanh")
         self.readout = nn.Linear(hidden, 1)
 
     def forward(self, X: Tensor, *, adjoint: bool | None = None) -> Tensor:
@@ -205,7 +191,9 @@ def clip_weights(module: nn.Module) -> None:
                 w.clamp_(-1.0 / w.shape[0], 1.0 / w.shape[0])
 
 
-def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(
+    discriminator: CDEDiscriminator, real: Tensor, fake: Tensor, *, alpha: Tensor | None = None
+) -> Tensor:
     r"""WGAN-GP penalty at random interpolates of real and generated paths.
 
     .. math::
@@ -221,6 +209,8 @@ def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor
         discriminator: the discriminator.
         real: real paths (time-augmented).
         fake: generated paths (time-augmented).
+        alpha: the interpolation weights, one per path in [0, 1] (None: ``torch.rand``, the
+            global RNG; the calibration loss passes counter-based ones keyed by its seed).
 
     Returns:
         The scalar penalty (differentiable in the discriminator's parameters).
@@ -231,21 +221,25 @@ def gradient_penalty(discriminator: CDEDiscriminator, real: Tensor, fake: Tensor
     References:
         Gulrajani et al. (2017), Improved Training of Wasserstein GANs, arXiv:1704.00028.
     """
-    xhat = _interpolates(real, fake).requires_grad_(True)
+    xhat = _interpolates(real, fake, alpha).requires_grad_(True)
     with torch.enable_grad():
         score = discriminator(xhat, adjoint=False)
         (grad,) = torch.autograd.grad(score.sum(), xhat, create_graph=True)
     return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1).pow(2).mean()
 
 
-def _interpolates(real: Tensor, fake: Tensor) -> Tensor:
-    """alpha X_real + (1 - alpha) X_fake, alpha ~ U(0, 1) per path (global RNG), detached."""
-    alpha = torch.rand(real.shape[0], 1, 1, dtype=real.dtype, device=real.device)
+def _interpolates(real: Tensor, fake: Tensor, alpha: Tensor | None) -> Tensor:
+    """alpha X_real + (1 - alpha) X_fake per path, detached; alpha ~ U(0, 1) from the global RNG
+    when not given."""
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], dtype=real.dtype, device=real.device)
+    alpha = alpha.to(real).view(-1, 1, 1)
     return alpha * real.detach() + (1 - alpha) * fake.detach()
 
 
 def penalty_probes(
-    discriminator: CDEDiscriminator, real: Tensor, fake: Tensor, *, step: float | None = None
+    discriminator: CDEDiscriminator, real: Tensor, fake: Tensor, *, step: float | None = None,
+    alpha: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""The WGAN-GP penalty's value, and probe paths whose scores carry its gradient.
 
@@ -281,6 +275,7 @@ def penalty_probes(
         real: real paths (time-augmented).
         fake: generated paths (time-augmented).
         step: difference step h (None: eps^(1/3) of the dtype).
+        alpha: interpolation weights, as for :func:`gradient_penalty`.
 
     Returns:
         ``(value, probes, weights)``: the penalty (detached), the 2B probe paths, and their
@@ -294,7 +289,7 @@ def penalty_probes(
         Pearlmutter (1994), Fast Exact Multiplication by the Hessian, Neural Computation 6(1)
         (Hessian-vector products; the finite-difference form and its O(h^2) error).
     """
-    xhat = _interpolates(real, fake).requires_grad_(True)
+    xhat = _interpolates(real, fake, alpha).requires_grad_(True)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(discriminator(xhat).sum(), xhat)
     b, tiny = g.shape[0], torch.finfo(g.dtype).tiny
@@ -317,6 +312,7 @@ def wasserstein_critic(
     *,
     penalty: bool = False,
     gp_method: str = "finite_difference",
+    alpha: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     r"""The critic's Wasserstein term and, optionally, its gradient penalty, in one batched solve.
 
@@ -333,6 +329,7 @@ def wasserstein_critic(
         penalty: also return the gradient penalty (the WGAN-GP term at random interpolates).
         gp_method: "finite_difference" (:func:`penalty_probes`) or "double_backward"
             (:func:`gradient_penalty`).
+        alpha: the penalty's interpolation weights (see :func:`gradient_penalty`).
 
     Returns:
         ``(L, GP)``, with GP None unless ``penalty``; both differentiable in the
@@ -346,7 +343,7 @@ def wasserstein_critic(
     b = fake.shape[0]
     paths, gp = [fake, real], None
     if penalty and gp_method == "finite_difference":
-        value, probes, weights = penalty_probes(discriminator, real, fake)
+        value, probes, weights = penalty_probes(discriminator, real, fake, alpha=alpha)
         paths.append(probes)
     scores = discriminator(torch.cat(paths, dim=0))
     loss = scores[:b].mean() - scores[b : 2 * b].mean()
@@ -354,5 +351,5 @@ def wasserstein_critic(
         s = (weights * scores[2 * b :]).sum()
         gp = value + (s - s.detach())
     elif penalty:
-        gp = gradient_penalty(discriminator, real, fake)
+        gp = gradient_penalty(discriminator, real, fake, alpha=alpha)
     return loss, gp

@@ -50,10 +50,15 @@ class Loss(nn.Module):
         name: the registry name (set by ``register``).
         adversarial: True when the loss trains parameters of its own in
             ``before_generator_step`` (e.g. a GAN discriminator).
+        seed: ``calibrate``'s seed (set by it): a loss's own random draws (initial weights,
+            penalty interpolates) are keyed by it, never by torch's global RNG.
+        step: the training step in progress (set by the training loop before each step).
     """
 
     name: str = ""
     adversarial: bool = False
+    seed: int = 0
+    step: int = 0
 
     def before_generator_step(self, fake_paths: torch.Tensor, real_paths: torch.Tensor) -> None:
         """Hook called by the training loop before each generator update (detached fakes).

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralsde_fin._brownian import counter_uniform, derive_seed
 from neuralsde_fin._calibrate._discriminator import (
     GP_METHODS,
     CDEDiscriminator,
@@ -39,6 +40,9 @@ from neuralsde_fin._calibrate._discriminator import (
     wasserstein_critic,
 )
 from neuralsde_fin._calibrate._losses import Loss, register
+
+# Keys of the loss's own random streams under ``calibrate``'s seed.
+_KEY_DISC_INIT, _KEY_GP_ALPHA = 81, 82
 
 
 @register("sdegan")
@@ -112,7 +116,8 @@ class SDEGANLoss(Loss):
     def _build(self, channels: int, like: Tensor) -> None:
         c = self._config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(12345 + channels)
+            # the initial weights follow calibrate's seed (Loss.seed), not the global RNG
+            torch.manual_seed(derive_seed(self.seed, _KEY_DISC_INIT, channels) % 2**63)
             disc = CDEDiscriminator(channels, c["hidden"], c["width"], c["depth"])
         with torch.no_grad():
             for p in disc.parameters():
@@ -145,9 +150,14 @@ class SDEGANLoss(Loss):
         if self._config["lipschitz"] == "gp":
             fake = self._augment(fake_paths.detach())
             real = self._augment(real_paths)
+            # interpolation weights keyed by (seed, step, path): resumed runs are exact
+            ids = torch.arange(fake.shape[0], device=fake.device)
+            alpha = counter_uniform(self.seed, _KEY_GP_ALPHA, self.step, ids, dtype=fake.dtype,
+                                    device=fake.device)
             with torch.enable_grad():
                 critic, gp = wasserstein_critic(
-                    self.disc, fake, real, penalty=True, gp_method=self._config["gp_method"]
+                    self.disc, fake, real, penalty=True, gp_method=self._config["gp_method"],
+                    alpha=alpha,
                 )
                 critic = critic + self._config["gp_coeff"] * gp
                 self.d_opt.zero_grad(set_to_none=True)

@@ -40,8 +40,9 @@ from torch import Tensor
 
 from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._errors import CheckpointError
+from neuralsde_fin._models._checkpoint import checkpoint_dict, model_from_checkpoint
 from neuralsde_fin._models._io import atomic_save, safe_load
-from neuralsde_fin._models._market import MarketModel, model_from_checkpoint
+from neuralsde_fin._models._market import MarketModel
 from neuralsde_fin._solvers._compiled import compiled_solvers
 from neuralsde_fin._solvers._compiled import resolve as resolve_compile
 
@@ -87,6 +88,7 @@ def _loss_and_grads(
     """
     rank, world = _dist.rank_and_world()
     lo, hi = _dist.shard_range(batch, rank, world)
+    loss.step = step
     fake = model.simulate_normalised(hi - lo, seed=seed, step=step, adjoint=adjoint, path_offset=lo)
     fake = _dist.gather_batch(fake, batch)
     if loss.adversarial:
@@ -207,10 +209,7 @@ def train(
             {
                 "format": TRAIN_FORMAT,
                 "run_config": run_json,
-                "model": {
-                    "config": json.dumps(model.config()),
-                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                },
+                "model": checkpoint_dict(model),
                 "optimizer": opt.state_dict(),
                 "loss": loss.state_dict(),
                 "loss_training_state": loss.training_state(),

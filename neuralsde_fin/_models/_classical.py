@@ -14,51 +14,14 @@ from typing import Any
 
 import torch
 
+from neuralsde_fin._calendar import DAY
+from neuralsde_fin._models._common import check_sample_args, path_scalar, spot_tensor
 from neuralsde_fin._models._noise import normals
-from neuralsde_fin._scenarios import MEASURES, Scenarios
+from neuralsde_fin._scenarios import Scenarios
+from neuralsde_fin._validate import check_int
 
 _STREAM_GBM = 11
 _STREAM_HESTON = 12
-
-
-def _check_common(
-    n_paths: int, horizon: int, measure: str, dt: float, antithetic: bool
-) -> None:
-    if not isinstance(n_paths, int) or n_paths < 1:
-        raise ValueError(f"n_paths must be a positive int, got {n_paths!r}")
-    if not isinstance(horizon, int) or horizon < 1:
-        raise ValueError(f"horizon must be a positive int (number of steps), got {horizon!r}")
-    if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if not dt > 0:
-        raise ValueError(f"dt must be > 0, got {dt!r}")
-    if antithetic and n_paths % 2:
-        raise ValueError(f"antithetic sampling needs an even n_paths, got {n_paths}")
-
-
-def _spot_tensor(
-    spot: Any, n_paths: int, n_assets: int, dtype: torch.dtype, device: Any
-) -> torch.Tensor:
-    s = torch.as_tensor(1.0 if spot is None else spot, dtype=dtype, device=device)
-    if s.ndim == 1 and s.shape[0] == n_paths and n_assets == 1 and n_paths != 1:
-        s = s.unsqueeze(-1)
-    try:
-        s = torch.broadcast_to(s, (n_paths, n_assets))
-    except RuntimeError as exc:
-        raise ValueError(
-            f"spot must broadcast to (n_paths, n_assets) = ({n_paths}, {n_assets}), "
-            f"got shape {tuple(s.shape)}"
-        ) from exc
-    if bool((s.detach() <= 0).any()):
-        raise ValueError("spot must be > 0")
-    return s
-
-
-def _path_scalar(x: Any, n_paths: int, dtype: torch.dtype, device: Any, name: str) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=dtype, device=device)
-    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, n_paths)):
-        raise ValueError(f"{name} must be a float or one per path, got shape {tuple(t.shape)}")
-    return t.reshape(-1, 1).expand(n_paths, 1) if t.ndim == 1 else t.reshape(1, 1)
 
 
 class GBM:
@@ -130,9 +93,11 @@ class GBM:
         q: float | Sequence[float] = 0.0,
         spot: float | Sequence[float] | torch.Tensor | None = None,
         seed: int = 0,
-        dt: float = 1 / 252,
+        dt: float = DAY,
         antithetic: bool = False,
         vol_scale: float | torch.Tensor = 1.0,
+        chunk_size: int = 65536,
+        path_offset: int = 0,
         valuation_date: Any = None,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
@@ -152,6 +117,8 @@ class GBM:
             antithetic: interleaved antithetic pairs (``Z``, ``-Z``).
             vol_scale: multiplies the volatility; a float or per-path tensor, possibly requiring
                 grad (pathwise vega).
+            chunk_size: paths drawn at once (bounds the memory of the normals).
+            path_offset: global id of the first path (a shard of a larger sample).
             valuation_date: date of time 0 (default today).
             dtype: floating dtype (float64 by default: these are reference models).
             device: device of the tensors.
@@ -160,25 +127,32 @@ class GBM:
             :class:`~neuralsde_fin.Scenarios` with ``prices`` of shape
             ``(n_paths, horizon + 1, n_assets)``.
         """
-        _check_common(n_paths, horizon, measure, dt, antithetic)
+        check_sample_args(n_paths, horizon, measure, dt, antithetic)
+        check_int("chunk_size", chunk_size)
+        check_int("path_offset", path_offset, 0)
         n = self.n_assets
-        s0 = _spot_tensor(spot, n_paths, n, dtype, device)
+        s0 = spot_tensor(spot, n_paths, n, dtype, device)
         q_t = torch.as_tensor(q, dtype=dtype, device=device).flatten()
         if q_t.numel() not in (1, n):
             raise ValueError(f"q must be a float or one value per asset ({n}), got {q!r}")
-        lam = _path_scalar(vol_scale, n_paths, dtype, device, "vol_scale")
+        lam = path_scalar(vol_scale, n_paths, dtype, device, "vol_scale")
         sigma = self.sigma.to(dtype=dtype, device=device) * lam  # (n_paths or 1, n)
         drift = (r - q_t) if measure == "risk_neutral" else self.mu.to(dtype=dtype, device=device)
-        z = normals(
-            seed, n_paths, horizon, n, stream=_STREAM_GBM, antithetic=antithetic,
-            dtype=dtype, device=device,
-        )
-        if self._chol is not None:
-            z = z @ self._chol.to(dtype=dtype, device=device).T
-        sig = sigma.unsqueeze(1)
-        incr = (drift - 0.5 * sig**2) * dt + sig * math.sqrt(dt) * z
-        log_path = torch.cat([torch.zeros_like(incr[:, :1]), incr.cumsum(dim=1)], dim=1)
-        prices = s0.unsqueeze(1) * torch.exp(log_path)
+        chol = None if self._chol is None else self._chol.to(dtype=dtype, device=device).T
+        blocks = []
+        for lo in range(0, n_paths, chunk_size):
+            hi = min(n_paths, lo + chunk_size)
+            z = normals(
+                seed, hi - lo, horizon, n, stream=_STREAM_GBM, antithetic=antithetic,
+                path0=path_offset + lo, dtype=dtype, device=device,
+            )
+            if chol is not None:
+                z = z @ chol
+            sig = (sigma if sigma.shape[0] == 1 else sigma[lo:hi]).unsqueeze(1)
+            incr = (drift - 0.5 * sig**2) * dt + sig * math.sqrt(dt) * z
+            log_path = torch.cat([torch.zeros_like(incr[:, :1]), incr.cumsum(dim=1)], dim=1)
+            blocks.append(s0[lo:hi].unsqueeze(1) * torch.exp(log_path))
+        prices = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         times = torch.arange(horizon + 1, dtype=dtype, device=device) * dt
         return Scenarios(
             times, prices, measure=measure, r=r, q=q_t.tolist() if n > 1 else float(q_t[0]),
@@ -266,9 +240,11 @@ class Heston:
         q: float = 0.0,
         spot: float | torch.Tensor | None = None,
         seed: int = 0,
-        dt: float = 1 / 252,
+        dt: float = DAY,
         antithetic: bool = False,
         vol_scale: float | torch.Tensor = 1.0,
+        chunk_size: int = 65536,
+        path_offset: int = 0,
         valuation_date: Any = None,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
@@ -282,13 +258,37 @@ class Heston:
         this call. With ``return_variance=True`` also returns the variance paths, shape
         ``(n_paths, horizon + 1)``.
         """
-        _check_common(n_paths, horizon, measure, dt, antithetic)
+        check_sample_args(n_paths, horizon, measure, dt, antithetic)
+        check_int("chunk_size", chunk_size)
+        check_int("path_offset", path_offset, 0)
         scheme = self.scheme if scheme is None else scheme
         if scheme not in self.SCHEMES:
             raise ValueError(f"scheme must be one of {self.SCHEMES}, got {scheme!r}")
-        s0 = _spot_tensor(spot, n_paths, 1, dtype, device)[:, 0]
-        lam = _path_scalar(vol_scale, n_paths, dtype, device, "vol_scale")[:, 0]
+        s0 = spot_tensor(spot, n_paths, 1, dtype, device)[:, 0]
+        lam = path_scalar(vol_scale, n_paths, dtype, device, "vol_scale")[:, 0]
         m = (r - q) if measure == "risk_neutral" else self.mu
+        logs, vs = [], []
+        for lo in range(0, n_paths, chunk_size):
+            hi = min(n_paths, lo + chunk_size)
+            lam_c = lam if lam.shape[0] == 1 else lam[lo:hi]
+            lg, v = self._block(hi - lo, horizon, m, dt, lam_c, seed, path_offset + lo,
+                                antithetic, scheme, dtype, device)
+            logs.append(lg)
+            vs.append(v)
+        log_paths = logs[0] if len(logs) == 1 else torch.cat(logs)
+        prices = (s0.unsqueeze(1) * torch.exp(log_paths)).unsqueeze(-1)
+        times = torch.arange(horizon + 1, dtype=dtype, device=device) * dt
+        scen = Scenarios(
+            times, prices, measure=measure, r=r, q=q, seed=seed, model=self._describe(scheme),
+            valuation_date=valuation_date, antithetic=antithetic,
+        )
+        if return_variance:
+            return scen, vs[0] if len(vs) == 1 else torch.cat(vs)
+        return scen
+
+    def _block(self, n_paths, horizon, m, dt, lam, seed, path0, antithetic, scheme, dtype,
+               device) -> tuple[torch.Tensor, torch.Tensor]:
+        """log(S / S0) and v of paths path0 .. path0 + n_paths - 1, (n_paths, horizon + 1) each."""
         kappa, theta, xi, rho = self.kappa, self.theta, self.xi, self.rho
         rho_bar = math.sqrt(max(1.0 - rho * rho, 0.0))
         log_s = torch.zeros(n_paths, dtype=dtype, device=device)  # log(S / S0)
@@ -310,7 +310,7 @@ class Heston:
         for k in range(horizon):
             z = normals(
                 seed, n_paths, 1, 2, stream=_STREAM_HESTON, step0=k, antithetic=antithetic,
-                dtype=dtype, device=device,
+                path0=path0, dtype=dtype, device=device,
             )[:, 0]
             zv, zs = z[:, 0], z[:, 1]
             if scheme == "full_truncation":
@@ -352,12 +352,4 @@ class Heston:
                 v = v_new
                 vs.append(v)
             logs.append(log_s)
-        prices = (s0.unsqueeze(1) * torch.exp(torch.stack(logs, dim=1))).unsqueeze(-1)
-        times = torch.arange(horizon + 1, dtype=dtype, device=device) * dt
-        scen = Scenarios(
-            times, prices, measure=measure, r=r, q=q, seed=seed, model=self._describe(scheme),
-            valuation_date=valuation_date, antithetic=antithetic,
-        )
-        if return_variance:
-            return scen, torch.stack(vs, dim=1)
-        return scen
+        return torch.stack(logs, dim=1), torch.stack(vs, dim=1)

@@ -1,4 +1,4 @@
-"""The neural SDE market model: log-prices plus a latent state, driven by shared noise.
+"""The neural SDE market model: log-prices plus a latent state, solved by the solver core.
 
 Units. The model works in normalised units, so that one calibration window is one unit of
 model time and a window's log-price has size about 1:
@@ -13,27 +13,33 @@ normalised log-price of each asset relative to the start and h a latent state of
     dy = mu_theta(tau, h) dtau + sigma_theta(tau, h) o dW_tau,   W in R^noise,
 
 has drift and diffusion MLPs (LipSwish activations, time as an input) that see only
-(tau, h), never the price level, so the law of returns does not depend on it; the assets
-correlate through the shared Brownian channels. The initial latent state is a learned map of
-Gaussian noise, h_0 = xi_theta(N(0, I)), and x~_0 = 0. The initial price diffusion rows are
-set to unit norm, so an untrained model already has the data's daily volatility.
+(tau, h), never the price level (the fused field's ``input_start``), so the law of returns
+does not depend on it; the assets correlate through the shared Brownian channels. The initial
+latent state is a learned map of Gaussian noise, h_0 = xi_theta(N(0, I)), and x~_0 = 0. The
+initial price diffusion rows are set to unit norm, so an untrained model already has the
+data's daily volatility.
+
+One program. Training (with or without the adjoint) and sampling (both measures) are
+``nsf.sdeint`` solves of this module's fused field (``_solvers/_fused.py``) by reversible Heun
+(the native whole-solve kernel on the CPU for large solves), driven by
+:class:`~neuralsde_fin._brownian._steps.StepBrownian`: one virtual Brownian tree in trading
+days keyed by (seed, path id), so a finer ``dt`` refines the same Brownian paths and path i
+does not depend on ``n_paths``, the chunking or the ranks.
 
 Measures.
 
-- "historical": the calibrated SDE, solved by reversible Heun (as in training).
+- "historical": the calibrated SDE.
 - "risk_neutral": by Girsanov the diffusion is unchanged and the drift of log S becomes
   r - q - |sigma|^2 / 2, with sigma_i = sigma_theta[i, :] * return_scale_i / sqrt(dt_data)
-  the annualised volatility row of asset i. The price is stepped by log-Euler with the
-  volatility taken at the left point (adapted),
+  the annualised volatility row of asset i. The price rows are the field's log-price rows
+  (``LogPriceRows``), stepped by log-Euler with the volatility taken at the left point (the
+  solver's state z_n),
 
       log S_{n+1} = log S_n + (r - q - |sigma_n|^2 / 2) dt + sigma_n . dW_n,
 
   so E[S_{n+1} e^{-(r-q) dt} | F_n] = S_n exactly and the discounted price is an exact
   discrete-time martingale. The latent state keeps its calibrated (historical) law: it is
-  stepped by the same reversible Heun scheme with the same increments.
-
-Noise is counter-based (``counter_normal``, keyed by seed, path index, step and channel), so
-samples are bit-identical for a seed and path i does not depend on n_paths or chunk_size.
+  stepped by the same reversible Heun scheme with the same increments, in the same solve.
 
 References:
     Kidger, Foster, Li, Lyons 2021, "Neural SDEs as Infinite-Dimensional GANs",
@@ -43,51 +49,35 @@ References:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from neuralsde_fin._brownian import counter_normal
-from neuralsde_fin._errors import CheckpointError
-from neuralsde_fin._models._io import atomic_save, safe_load
-from neuralsde_fin._solvers import LipSwish, sdeint
+from neuralsde_fin._brownian import counter_normal, derive_seed
+from neuralsde_fin._brownian._steps import LEAVES_LOG2, UNITS_LOG2, StepBrownian
+from neuralsde_fin._calendar import DAY, HISTORICAL, RISK_NEUTRAL
+from neuralsde_fin._models._common import check_sample_args, path_scalar, spot_tensor
+from neuralsde_fin._solvers import MLPDriftDiffusion, sdeint
+from neuralsde_fin._solvers._fused import FusedField, LogPriceRows
+from neuralsde_fin._solvers._nets import mlp
+from neuralsde_fin._validate import check_int, check_number
 
-TRADING_DAYS = 252
-MODEL_FORMAT = "neuralsde_fin.MarketModel"
-MEASURES = ("historical", "risk_neutral")
+__all__ = ["MarketModel"]
 
 # Leading keys of the counter-based noise streams (never reused across purposes).
 _KEY_SAMPLE_DW, _KEY_SAMPLE_H0, _KEY_TRAIN_DW, _KEY_TRAIN_H0 = 11, 12, 13, 14
 
 
-def _mlp(n_in: int, n_out: int, width: int, depth: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(n_in, width), LipSwish()]
-    for _ in range(depth - 1):
-        layers += [nn.Linear(width, width), LipSwish()]
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
-
-
-class _Increments:
-    """Precomputed Brownian increments on a uniform grid, in the shape ``sdeint`` fetches."""
-
-    def __init__(self, dw: Tensor, t0: float, dt: float) -> None:
-        self.dw, self.t0, self.dt = dw, t0, dt
-        self.shape = tuple(dw.shape[1:])
-
-    def increments(self, grid: Tensor) -> Tensor:
-        lo = round((float(grid[0]) - self.t0) / self.dt)
-        return self.dw[lo : lo + len(grid) - 1]
-
-
-class MarketModel(nn.Module):
+class MarketModel(MLPDriftDiffusion):
     """Neural SDE market model: normalised log-prices plus a latent state (see module doc).
 
         d(x~, h) = mu_theta(tau, h) dtau + sigma_theta(tau, h) o dW_tau,   h_0 = xi_theta(Z)
+
+    A :class:`~neuralsde_fin.MLPDriftDiffusion` whose nets read the latent state only
+    (``input_start = n_assets``), with an initial-state map and the data's units.
 
     Args:
         n_assets: number of priced assets (>= 1).
@@ -101,6 +91,8 @@ class MarketModel(nn.Module):
         return_scale: standard deviation of daily log returns per asset (n_assets,).
         time_input: feed tau to the MLPs (as Kidger et al.); without it the model is
             time-homogeneous, which extrapolates more safely beyond one window.
+        drift_final: output activation of the drift net (None, "tanh", "sigmoid", "softplus").
+        diffusion_final: output activation of the diffusion net.
 
     Shape:
         f_and_g: t (), y (batch, n_assets + latent) -> f (batch, state),
@@ -109,9 +101,6 @@ class MarketModel(nn.Module):
     References:
         Kidger, Foster, Li, Lyons 2021, arXiv 2102.03657.
     """
-
-    sde_type = "stratonovich"
-    noise_type = "general"
 
     def __init__(
         self,
@@ -123,70 +112,56 @@ class MarketModel(nn.Module):
         depth: int = 2,
         init_noise: int | None = None,
         window: int = 64,
-        dt_data: float = 1.0 / TRADING_DAYS,
+        dt_data: float = DAY,
         return_scale: Any = None,
         time_input: bool = True,
+        drift_final: str | None = None,
+        diffusion_final: str | None = None,
     ) -> None:
-        super().__init__()
-        for name, v, lo in (("n_assets", n_assets, 1), ("latent", latent, 1), ("width", width, 1),
-                            ("depth", depth, 1), ("window", window, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-        noise = n_assets + latent if noise is None else noise
-        init_noise = latent if init_noise is None else init_noise
-        if not isinstance(noise, int) or noise < 1:
-            raise ValueError(f"noise must be an integer >= 1, got {noise!r}")
-        self.n_assets, self.latent, self.noise = n_assets, latent, noise
-        self.state = n_assets + latent
-        self.width, self.depth, self.init_noise = width, depth, init_noise
-        self.window, self.dt_data, self.time_input = window, float(dt_data), bool(time_input)
+        for name, v in (("n_assets", n_assets), ("latent", latent), ("width", width),
+                        ("depth", depth), ("window", window)):
+            check_int(name, v)
+        noise = n_assets + latent if noise is None else check_int("noise", noise)
+        init_noise = latent if init_noise is None else check_int("init_noise", init_noise)
+        check_number("dt_data", dt_data, positive=True)
+        super().__init__(
+            n_assets + latent, noise, width, depth, input_start=n_assets,
+            time_input=bool(time_input), drift_final=drift_final,
+            diffusion_final=diffusion_final,
+        )
+        self.n_assets, self.latent = int(n_assets), int(latent)
+        self.width, self.depth, self.init_noise = int(width), int(depth), int(init_noise)
+        self.window, self.dt_data, self.time_input = int(window), float(dt_data), bool(time_input)
         scale = torch.full((n_assets,), 0.01) if return_scale is None else torch.as_tensor(
             return_scale, dtype=torch.float32
         ).flatten()
         if scale.shape != (n_assets,) or not bool((scale > 0).all()):
             raise ValueError(f"return_scale must be {n_assets} positive numbers, got {scale}")
         self.register_buffer("return_scale", scale.clone())
-        n_in = latent + int(self.time_input)
-        self.initial = _mlp(init_noise, latent, width, depth)
-        self.drift = _mlp(n_in, self.state, width, depth)
-        self.diffusion = _mlp(n_in, self.state * noise, width, depth)
+        self.initial = mlp(init_noise, latent, width, depth)
+        self.info: dict[str, Any] = {}
         with torch.no_grad():
             # Start at the data's volatility: price rows of sigma = e_i-ish with unit norm.
-            last = self.drift[-1]
-            last.weight.mul_(0.1)
-            last.bias.zero_()
-            lastg = self.diffusion[-1]
-            lastg.weight.mul_(0.1)
+            net = self.net
+            net.out_weight[0].mul_(0.1)
+            net.out_bias[0].zero_()
+            net.out_weight[1].mul_(0.1)
             b = torch.zeros(self.state, noise)
             b[n_assets:] = 0.3 * torch.randn(latent, noise) / math.sqrt(noise)
             for i in range(n_assets):
                 b[i, i % noise] = 1.0
-            lastg.bias.copy_(b.flatten())
-
-    # ---------------------------------------------------------------- SDE protocol
-    def _inputs(self, t: Tensor, h: Tensor) -> Tensor:
-        if not self.time_input:
-            return h
-        return torch.cat([t.to(h.dtype).expand(h.shape[0], 1), h], dim=1)
-
-    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Drift (batch, state) and diffusion (batch, state, noise) in model units."""
-        inp = self._inputs(torch.as_tensor(t, dtype=y.dtype, device=y.device), y[:, self.n_assets:])
-        return self.drift(inp), self.diffusion(inp).view(y.shape[0], self.state, self.noise)
-
-    def f(self, t: Tensor, y: Tensor) -> Tensor:
-        """Drift in model units, shape (batch, state)."""
-        return self.f_and_g(t, y)[0]
-
-    def g(self, t: Tensor, y: Tensor) -> Tensor:
-        """Diffusion in model units, shape (batch, state, noise)."""
-        return self.f_and_g(t, y)[1]
+            net.out_bias[1].copy_(b.flatten())
 
     # ---------------------------------------------------------------- units
     @property
     def path_scale(self) -> Tensor:
         """Log-price units per normalised unit: return_scale * sqrt(window), shape (n_assets,)."""
         return self.return_scale * math.sqrt(self.window)
+
+    @property
+    def years_per_unit(self) -> float:
+        """Years per unit of model time (one window)."""
+        return self.window * self.dt_data
 
     def normalise(self, log_paths: Tensor) -> Tensor:
         """Log-price windows (..., n_assets) in data units -> normalised units."""
@@ -195,6 +170,13 @@ class MarketModel(nn.Module):
     def _y0(self, z: Tensor) -> Tensor:
         h0 = self.initial(z)
         return torch.cat([h0.new_zeros(h0.shape[0], self.n_assets), h0], dim=1)
+
+    def _brownian(self, n: int, seed: int, step_days: float, path_offset: int, antithetic: bool,
+                  dtype: torch.dtype, device: torch.device) -> StepBrownian:
+        return StepBrownian(
+            n, self.noise, seed=seed, step=step_days, scale=1.0 / self.window,
+            path_offset=path_offset, antithetic=antithetic, dtype=dtype, device=device,
+        )
 
     # ---------------------------------------------------------------- training
     def simulate_normalised(
@@ -210,110 +192,70 @@ class MarketModel(nn.Module):
     ) -> Tensor:
         """Generator output for training: normalised log-price paths over one window.
 
-        Noise is a pure function of (seed, step, path, time, channel). The paths are those with
-        global ids ``path_offset .. path_offset + batch - 1`` (a data-parallel rank simulates
-        its own contiguous share of the batch on disjoint Brownian paths).
+        Noise is a pure function of (seed, step, path id): the initial latent inputs are
+        counter-based normals, the increments those of the Brownian tree of
+        ``derive_seed(seed, key, step)``. The paths have global ids ``path_offset ..
+        path_offset + batch - 1`` (a data-parallel rank simulates its own contiguous share of
+        the batch on disjoint Brownian paths). One ``nsf.sdeint`` solve (reversible Heun; the
+        O(1)-memory adjoint with ``adjoint=True``).
 
         Shape:
             returns (batch, n_steps + 1, n_assets), n_steps = window by default.
         """
         n_steps = self.window if n_steps is None else n_steps
-        p = next(self.parameters())
-        dtype = p.dtype if dtype is None else dtype
+        p = self.return_scale
+        dtype = next(self.parameters()).dtype if dtype is None else dtype
         dev = p.device
         paths = torch.arange(path_offset, path_offset + batch, device=dev)
         z = counter_normal(
             seed, _KEY_TRAIN_H0, step, paths[:, None],
             torch.arange(self.init_noise, device=dev)[None, :], dtype=dtype, device=dev,
         )
-        dtau = 1.0 / self.window
-        dw = math.sqrt(dtau) * counter_normal(
-            seed, _KEY_TRAIN_DW, step, torch.arange(n_steps, device=dev)[:, None, None],
-            paths[None, :, None], torch.arange(self.noise, device=dev)[None, None, :],
-            dtype=dtype, device=dev,
-        )
-        ts = torch.arange(n_steps + 1, dtype=dtype, device=dev) * dtau
-        ys = sdeint(self, self._y0(z), ts, bm=_Increments(dw, 0.0, dtau), adjoint=adjoint)
+        bm = self._brownian(batch, derive_seed(seed, _KEY_TRAIN_DW, step), 1.0, path_offset,
+                            False, dtype, dev)
+        ts = torch.arange(n_steps + 1, dtype=dtype, device=dev) * bm.dt
+        ys = sdeint(self, self._y0(z), ts, bm=bm, adjoint=adjoint)
         return ys[..., : self.n_assets].transpose(0, 1)
 
     # ---------------------------------------------------------------- sampling
-    @torch.no_grad()
-    def _sample_chunk(
-        self, idx: Tensor, horizon: int, dt: float, measure: str, r: float, q: Tensor,
-        seed: int, dtype: torch.dtype, antithetic: bool = False,
-    ) -> Tensor:
-        """Log-prices (in data units) relative to spot for paths ``idx``: (chunk, horizon+1, A)."""
-        dev = idx.device
-        a = self.n_assets
-        tscale = self.window * self.dt_data  # years per model time unit
-        dtau = dt / tscale
-        if antithetic:  # paths 2j and 2j + 1 use opposite Gaussian inputs
-            sign = (1 - 2 * (idx % 2)).to(dtype)[:, None]
-            idx = idx // 2
-        else:
-            sign = None
-        z = counter_normal(
-            seed, _KEY_SAMPLE_H0, idx[:, None], torch.arange(self.init_noise, device=dev)[None],
-            dtype=dtype, device=dev,
-        )
-        if sign is not None:
-            z = z * sign
-        y = self._y0(z)
-        zst = y
-        f, g = self.f_and_g(torch.zeros((), dtype=dtype, device=dev), zst)
-        scale = self.path_scale.to(dtype=dtype, device=dev)
-        vol_unit = (self.return_scale.to(dtype=dtype, device=dev) / math.sqrt(self.dt_data))
-        out = torch.empty(idx.shape[0], horizon + 1, a, dtype=dtype, device=dev)
-        out[:, 0] = 0.0
-        logs = torch.zeros(idx.shape[0], a, dtype=dtype, device=dev)
-        chans = torch.arange(self.noise, device=dev)[None]
-        for n in range(horizon):
-            eps = counter_normal(seed, _KEY_SAMPLE_DW, n, idx[:, None], chans, dtype=dtype,
-                                 device=dev)
-            if sign is not None:
-                eps = eps * sign
-            dw = math.sqrt(dtau) * eps
-            if measure == "risk_neutral":
-                # left-point annualised vol rows of the price channels: g at the solver state z
-                sig = g[:, :a] * vol_unit[:, None]  # (chunk, A, noise)
-                var = sig.pow(2).sum(-1)
-                logs = logs + (r - q - 0.5 * var) * dt + torch.einsum(
-                    "bam,bm->ba", sig, math.sqrt(dt) * eps
-                )
-            # reversible Heun step of the full state (same scheme as training)
-            t1 = torch.as_tensor((n + 1) * dtau, dtype=dtype, device=dev)
-            z1 = 2 * y - zst + f * dtau + torch.bmm(g, dw.unsqueeze(-1)).squeeze(-1)
-            f1, g1 = self.f_and_g(t1, z1)
-            y = y + (f + f1) * (0.5 * dtau) + torch.bmm(g + g1, 0.5 * dw.unsqueeze(-1)).squeeze(-1)
-            zst, f, g = z1, f1, g1
-            if measure == "historical":
-                logs = y[:, :a] * scale
-            out[:, n + 1] = logs
-        return out
+    def risk_neutral(self, r: float, q: Tensor, vol_scale: Tensor | None = None) -> _RiskNeutral:
+        """The risk-neutral SDE of this model (price rows as log-price rows), for ``sdeint``.
+
+        Args:
+            r: risk-free rate per year.
+            q: dividend yields per year, shape (n_assets,).
+            vol_scale: None, or a multiplier of the price diffusion (0-dim or (batch, 1)).
+        """
+        ps = self.path_scale.to(q)
+        rate = (r - q) * self.years_per_unit / ps
+        return _RiskNeutral(self, LogPriceRows(self.n_assets, rate, -0.5 * ps, vol_scale))
 
     def sample(
         self,
         n_paths: int,
         horizon: int,
         *,
-        measure: str = "risk_neutral",
+        measure: str = RISK_NEUTRAL,
         r: float = 0.0,
         q: float | list[float] = 0.0,
         spot: Any = None,
         seed: int = 0,
-        dt: float = 1.0 / TRADING_DAYS,
-        chunk_size: int = 16384,
+        dt: float = DAY,
         antithetic: bool = False,
+        vol_scale: float | Tensor = 1.0,
+        chunk_size: int = 16384,
+        path_offset: int = 0,
         valuation_date: Any = None,
         dtype: torch.dtype = torch.float32,
-        path_offset: int = 0,
+        device: torch.device | str | None = None,
     ) -> Any:
         """Sample price scenarios under the historical or the risk-neutral measure.
 
         Historical: the calibrated SDE (reversible Heun). Risk-neutral: log-Euler for the price,
             log S_{n+1} = log S_n + (r - q - |sigma_n|^2/2) dt + sigma_n . dW_n,
         sigma_n the left-point annualised volatility, so e^{-(r-q)t} S_t is an exact discrete
-        martingale; the latent state keeps its calibrated law.
+        martingale; the latent state keeps its calibrated law. One ``nsf.sdeint`` solve per
+        chunk of paths (the native kernel on the CPU for large chunks).
 
         Args:
             n_paths: number of paths.
@@ -321,16 +263,21 @@ class MarketModel(nn.Module):
             measure: "historical" or "risk_neutral".
             r: risk-free rate (continuous, per year).
             q: dividend yield, one float or one per asset.
-            spot: initial prices (float or one per asset); default 1.
-            seed: noise seed; path i depends only on (seed, i).
+            spot: initial prices: a float, one per asset, or a tensor broadcastable to
+                (n_paths, n_assets) that may require grad (pathwise delta); default 1.
+            seed: noise seed; path i depends only on (seed, i). A finer ``dt`` refines the same
+                Brownian paths (steps of 1/2^k trading days lie on the tree's nodes).
             dt: step in years (default one trading day).
-            chunk_size: paths simulated at once (bounds memory).
             antithetic: paths 2j and 2j + 1 use opposite Gaussian inputs (n_paths even).
-            valuation_date: date of time 0 (passed to Scenarios).
-            dtype: float32 or float64.
+            vol_scale: multiplies the price diffusion (risk-neutral only): a float or one per
+                path, possibly requiring grad (pathwise vega); 1 runs the fast solve.
+            chunk_size: paths simulated at once (bounds memory).
             path_offset: global id of the first path: the paths drawn are
                 ``path_offset .. path_offset + n_paths - 1`` of the seed's stream (one shard of
                 a larger sample, see ``nsf.sample_shard``).
+            valuation_date: date of time 0 (passed to Scenarios).
+            dtype: float32 or float64.
+            device: device of the solve and of the prices (default: the model's).
 
         Returns:
             ``nsf.Scenarios`` with times (horizon + 1,) and prices (n_paths, horizon + 1,
@@ -339,48 +286,96 @@ class MarketModel(nn.Module):
         Shape:
             prices: (n_paths, horizon + 1, n_assets).
         """
-        for name, v in (("n_paths", n_paths), ("horizon", horizon), ("chunk_size", chunk_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if isinstance(path_offset, bool) or not isinstance(path_offset, int) or path_offset < 0:
-            raise ValueError(f"path_offset must be a non-negative integer, got {path_offset!r}")
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-        if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
-            raise ValueError(f"dt must be a positive number of years, got {dt!r}")
-        if antithetic and n_paths % 2:
-            raise ValueError(f"antithetic sampling needs an even n_paths, got {n_paths}")
+        from neuralsde_fin._scenarios import Scenarios
+
+        check_sample_args(n_paths, horizon, measure, dt, antithetic)
+        check_int("chunk_size", chunk_size)
+        check_int("path_offset", path_offset, 0)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         a = self.n_assets
-        dev = self.return_scale.device
+        step_days = dt / self.dt_data
+        if horizon * step_days > 2**UNITS_LOG2:
+            raise ValueError(f"horizon * dt must be at most 2^{UNITS_LOG2} days, got "
+                             f"{horizon * step_days:g}")
+        if step_days < 2.0**-LEAVES_LOG2 * (1 - 1e-9):
+            raise ValueError(f"dt must be at least 2^-{LEAVES_LOG2} trading days, got {dt!r}")
+        dev = self.return_scale.device if device is None else torch.device(device)
+        model = self._cast(dtype, dev)
         qv = torch.as_tensor(q, dtype=dtype).flatten().to(dev)
         if qv.numel() not in (1, a):
             raise ValueError(f"q must be a float or {a} values, got {q!r}")
-        s0 = torch.ones(a, dtype=dtype) if spot is None else torch.as_tensor(
-            spot, dtype=dtype).flatten()
-        if s0.numel() == 1:
-            s0 = s0.expand(a)
-        if s0.shape != (a,) or not bool((s0 > 0).all()):
-            raise ValueError(f"spot must be a positive float or {a} positive values, got {spot!r}")
-        prices = torch.empty(n_paths, horizon + 1, a, dtype=dtype)
-        was_training = self.training
-        self.eval()
-        try:
-            orig = next(self.parameters()).dtype
-            model = self if orig == dtype else _cast_copy(self, dtype)
-            for lo in range(0, n_paths, chunk_size):
-                hi = min(n_paths, lo + chunk_size)
-                idx = torch.arange(path_offset + lo, path_offset + hi, device=dev)
-                logs = model._sample_chunk(idx, horizon, float(dt), measure, float(r), qv, seed,
-                                           dtype, antithetic)
-                prices[lo:hi] = (s0.to(dev) * torch.exp(logs)).cpu()
-        finally:
-            self.train(was_training)
-        times = torch.arange(horizon + 1, dtype=dtype) * dt
+        qv = qv.expand(a)
+        s0 = spot_tensor(spot, n_paths, a, dtype, dev)
+        lam = None
+        if not (isinstance(vol_scale, (int, float)) and float(vol_scale) == 1.0):
+            lam = path_scalar(vol_scale, n_paths, dtype, dev, "vol_scale")
+            if measure == HISTORICAL:
+                raise ValueError("vol_scale applies to risk-neutral sampling only")
+        # a per-path or differentiable scale: log S is quadratic in it along a fixed latent path
+        quad = lam is not None and (lam.requires_grad or lam.shape[0] > 1)
+        scale = None if lam is None or quad else float(lam)
+        times = torch.arange(horizon + 1, dtype=dtype, device=dev) * dt
+        track = torch.is_grad_enabled() and (s0.requires_grad or (quad and lam.requires_grad))
+        prices = None if track else torch.empty(n_paths, horizon + 1, a, dtype=dtype, device=dev)
+        parts = []
+        for lo in range(0, n_paths, chunk_size):
+            hi = min(n_paths, lo + chunk_size)
+            args = (hi - lo, horizon, step_days, measure, float(r), qv, seed, path_offset + lo,
+                    antithetic)
+            with torch.no_grad():
+                if quad:
+                    up, down = (model._sample_logs(*args, s) for s in (1.0, -1.0))
+            if quad:
+                logs = _scaled_logs(up, down, (float(r) - qv) * times[:, None],
+                                    lam if lam.shape[0] == 1 else lam[lo:hi])
+            else:
+                with torch.no_grad():
+                    logs = model._sample_logs(*args, scale)
+            chunk = s0[lo:hi, None, :] * torch.exp(logs)
+            if prices is None:
+                parts.append(chunk)
+            else:
+                prices[lo:hi] = chunk
+        if prices is None:
+            prices = torch.cat(parts)
         # Metadata keeps the q that was asked for, not its float32 rounding.
         qin = torch.as_tensor(q, dtype=torch.float64).flatten()
         qout = float(qin[0]) if qin.numel() == 1 else [float(v) for v in qin]
-        return _make_scenarios(times, prices, measure, float(r), qout, seed, antithetic,
-                               valuation_date)
+        return Scenarios(
+            times, prices, measure=measure, r=float(r), q=qout, seed=seed, model="MarketModel",
+            antithetic=antithetic, valuation_date=valuation_date,
+        )
+
+    def _sample_logs(
+        self, n: int, horizon: int, step_days: float, measure: str, r: float, q: Tensor,
+        seed: int, offset: int, antithetic: bool, lam: float | None,
+    ) -> Tensor:
+        """Log-prices relative to spot of paths offset .. offset + n - 1: (n, horizon + 1, A)."""
+        p = self.return_scale
+        dev, dtype = p.device, q.dtype
+        ids = torch.arange(offset, offset + n, device=dev)
+        keys = ids // 2 if antithetic else ids
+        z = counter_normal(seed, _KEY_SAMPLE_H0, keys[:, None],
+                           torch.arange(self.init_noise, device=dev)[None], dtype=dtype, device=dev)
+        if antithetic:  # paths 2j and 2j + 1 use opposite Gaussian inputs
+            z = z * (1 - 2 * (ids % 2)).to(dtype)[:, None]
+        bm = self._brownian(n, derive_seed(seed, _KEY_SAMPLE_DW), step_days, offset, antithetic,
+                            dtype, dev)
+        sde = self if measure == HISTORICAL else self.risk_neutral(r, q, lam)
+        ts = torch.arange(horizon + 1, dtype=dtype, device=dev) * bm.dt
+        ys = sdeint(sde, self._y0(z), ts, bm=bm)
+        return ys[..., : self.n_assets].transpose(0, 1) * self.path_scale.to(ys)
+
+    def _cast(self, dtype: torch.dtype, device: torch.device) -> MarketModel:
+        """This model, or a copy in ``dtype`` on ``device``."""
+        p = next(self.parameters())
+        if p.dtype == dtype and p.device == device:
+            return self
+        new = MarketModel(**self.config())
+        new.load_state_dict(self.state_dict())
+        new.info = dict(self.info)
+        return new.to(dtype=dtype, device=device)
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
@@ -389,58 +384,60 @@ class MarketModel(nn.Module):
             n_assets=self.n_assets, latent=self.latent, noise=self.noise, width=self.width,
             depth=self.depth, init_noise=self.init_noise, window=self.window,
             dt_data=self.dt_data, time_input=self.time_input,
+            drift_final=self._final_names[0], diffusion_final=self._final_names[1],
         )
 
     def save(self, path: str | os.PathLike) -> None:
         """Save weights and config atomically (temp file, then rename); see ``load_model``."""
-        for k, v in self.state_dict().items():
-            if not bool(torch.isfinite(v).all()):
-                raise ValueError(f"refusing to save non-finite weights ({k})")
-        atomic_save(
-            {
-                "format": MODEL_FORMAT,
-                "version": 1,
-                "config": json.dumps(self.config()),
-                "info": json.dumps(getattr(self, "info", {})),
-                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            },
-            path,
-        )
+        from neuralsde_fin._models._checkpoint import save_model
+
+        save_model(self, path)
 
 
-def _cast_copy(model: MarketModel, dtype: torch.dtype) -> MarketModel:
-    new = MarketModel(**model.config())
-    new.load_state_dict(model.state_dict())
-    return new.to(dtype=dtype, device=model.return_scale.device)
+def _scaled_logs(up: Tensor, down: Tensor, carry: Tensor, lam: Tensor) -> Tensor:
+    r"""Risk-neutral log-prices with the price diffusion scaled by ``lam``, from the solves at
+    lambda = 1 (``up``) and -1 (``down``).
 
+    Along one latent path (which no lambda changes) the log-Euler price is
+    log S_n / S_0 = R_n + lambda^2 C_n + lambda B_n, with R_n = (r - q) t_n the carry,
+    C_n = -sum |sigma_k|^2 dt / 2 and B_n = sum sigma_k dW_k; so B = (up - down) / 2 and
+    C = (up + down) / 2 - R exactly, and the result is differentiable in lambda (pathwise vega).
 
-def _make_scenarios(times, prices, measure, r, q, seed, antithetic, valuation_date):
-    from neuralsde_fin._scenarios import Scenarios
-
-    return Scenarios(
-        times, prices, measure=measure, r=r, q=q, seed=seed, model="MarketModel",
-        antithetic=antithetic, valuation_date=valuation_date,
-    )
-
-
-def model_from_checkpoint(obj: dict[str, Any], where: str) -> MarketModel:
-    """Build a MarketModel from a loaded checkpoint dict (format already checked)."""
-    try:
-        cfg = json.loads(obj["config"])
-        model = MarketModel(**cfg)
-        model.load_state_dict(obj["state_dict"])
-        model.info = json.loads(obj.get("info", "{}"))
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        msg = str(err).splitlines()[0]
-        raise CheckpointError(f"checkpoint {where!r} has an invalid model: {msg}") from None
-    return model
-
-
-def load_model(path: str | os.PathLike) -> MarketModel:
-    """Load a model written by ``MarketModel.save`` (``torch.load(weights_only=True)``).
-
-    Raises:
-        CheckpointError: missing, truncated or corrupted file, or not a model checkpoint.
+    Shape:
+        up, down: (n, n_times, A); carry: (n_times, A); lam: (n, 1) or (1, 1).
     """
-    obj = safe_load(path, kind=MODEL_FORMAT)
-    return model_from_checkpoint(obj, str(path))
+    lam = lam.reshape(-1, 1, 1)
+    return carry + lam.square() * ((up + down) * 0.5 - carry) + lam * ((up - down) * 0.5)
+
+
+class _RiskNeutral:
+    """The risk-neutral SDE of a market model for ``nsf.sdeint`` (torchsde protocol).
+
+    The same fused field, with the price rows as log-price rows (``LogPriceRows``): drift
+    rate_i - path_scale_i |lambda g_i|^2 / 2 and diffusion lambda g_i, in normalised units,
+    stepped at the left point; the latent rows unchanged.
+    """
+
+    sde_type = "stratonovich"
+    noise_type = "general"
+
+    def __init__(self, model: MarketModel, log_price: LogPriceRows) -> None:
+        self.model, self.log_price = model, log_price
+
+    def _nsf_vector_field(self) -> FusedField:
+        return FusedField(self.model, log_price=self.log_price)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        f, g = self._nsf_vector_field().f_and_g(t, y)
+        return f, g.contiguous()
+
+    def f(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.f_and_g(t, y)[0]
+
+    def g(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.f_and_g(t, y)[1]
+

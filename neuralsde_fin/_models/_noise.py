@@ -22,14 +22,16 @@ def normals(
     *,
     stream: int = 0,
     step0: int = 0,
+    path0: int = 0,
     antithetic: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Standard normals keyed by ``(stream, path, step0 + step, dim)``.
 
-    With ``antithetic=True`` paths come in interleaved pairs: path ``2 j`` gets ``Z_j`` and path
-    ``2 j + 1`` gets ``-Z_j``, where ``Z_j`` is keyed by the pair index ``j``.
+    The paths are the global ids ``path0 .. path0 + n_paths - 1``. With ``antithetic=True``
+    paths come in interleaved pairs: path ``2 j`` gets ``Z_j`` and path ``2 j + 1`` gets
+    ``-Z_j``, where ``Z_j`` is keyed by the pair index ``j``.
 
     Args:
         seed: the generator's seed.
@@ -38,6 +40,7 @@ def normals(
         n_dims: number of independent normals per path and step.
         stream: separates the draws of different models or purposes.
         step0: index of the first step drawn.
+        path0: global id of the first path.
         antithetic: interleaved antithetic pairs ``(Z, -Z)``.
         dtype: floating dtype of the result.
         device: device of the result.
@@ -48,11 +51,11 @@ def normals(
     Shape:
         ``(n_paths, n_steps, n_dims)``.
     """
-    n_keys = n_paths // 2 if antithetic else n_paths
-    path = torch.arange(n_keys, dtype=torch.int64, device=device).view(-1, 1, 1)
+    ids = torch.arange(path0, path0 + n_paths, dtype=torch.int64, device=device)
+    path = (ids // 2 if antithetic else ids).view(-1, 1, 1)
     step = torch.arange(step0, step0 + n_steps, dtype=torch.int64, device=device).view(1, -1, 1)
     dim = torch.arange(n_dims, dtype=torch.int64, device=device).view(1, 1, -1)
     z = counter_normal(seed, stream, path, step, dim, dtype=dtype, device=device)
     if antithetic:
-        z = torch.stack([z, -z], dim=1).reshape(n_paths, n_steps, n_dims)
+        z = z * (1 - 2 * (ids % 2)).to(dtype).view(-1, 1, 1)
     return z

@@ -31,6 +31,10 @@ class VectorField:
     returning a faster object with the same four methods (see ``_nets.py``).
     """
 
+    #: Leading state rows stepped at the left point (log-price rows, see ``_fused.LogPriceRows``);
+    #: a torchsde-protocol SDE has none.
+    euler_rows = 0
+
     def __init__(self, sde: Any, noise_type: str) -> None:
         self.sde = sde
         self.diagonal = noise_type == "diagonal"

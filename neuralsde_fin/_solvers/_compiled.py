@@ -164,6 +164,10 @@ class _Step(nn.Module):
         )
         outs = [field.tensors[5 + i].shape[1] for i in range(2)]
         self.out = nn.ModuleList(nn.Linear(self.width, o, **kwargs) for o in outs)
+        self.in_lo = field.in_lo
+        self.euler = field.euler_rows  # log-price rows (``_fused.LogPriceRows``), scale 1
+        self.register_buffer("lp_rate", torch.zeros(self.euler, **kwargs))
+        self.register_buffer("lp_coef", torch.zeros(self.euler, **kwargs))
         self.requires_grad_(False)  # sampling only: never part of an autograd graph
 
     @torch.no_grad()
@@ -180,9 +184,15 @@ class _Step(nn.Module):
             lin.weight.copy_(tensors[5 + i].detach().t())
             lin.bias.copy_(tensors[7 + i].detach())
 
+    @torch.no_grad()
+    def load_log_price(self, log_price) -> None:
+        if log_price is not None:
+            self.lp_rate.copy_(log_price.rate)
+            self.lp_coef.copy_(log_price.var_coef)
+
     def fields(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """f(t, x) and g(t, x), g noise-major (batch, m, d) for general noise."""
-        h = F.silu(self.inp(x) + self.in_time * t)
+        h = F.silu(self.inp(x[:, self.in_lo :]) + self.in_time * t)
         hs = [h[:, : self.width], h[:, self.width :]]
         for pair in self.hidden:
             hs = [F.silu(lin(v)) for lin, v in zip(pair, hs)]
@@ -194,6 +204,10 @@ class _Step(nn.Module):
         if not self.diagonal:
             d, m = self.shape_g
             g = g.view(x.shape[0], m, d)
+        e = self.euler
+        if e:  # log-price rows: drift rate + coef |g_i|^2
+            var = g[:, :e].pow(2) if self.diagonal else g[:, :, :e].pow(2).sum(1)
+            f = torch.cat([self.lp_rate + self.lp_coef * var, f[:, e:]], dim=1)
         return f, g
 
     def prod(self, g: Tensor, dw: Tensor) -> Tensor:
@@ -205,6 +219,9 @@ class _Step(nn.Module):
         z1 = gdw + f * dt + 2 * y - z
         f1, g1 = self.fields(t1, z1)
         y1 = y + (f + f1) * (0.5 * dt) + 0.5 * (gdw + self.prod(g1, dw))
+        e = self.euler
+        if e:  # log-price rows at the left point
+            y1 = torch.cat([y[:, :e] + f[:, :e] * dt + gdw[:, :e], y1[:, e:]], dim=1)
         return y1, z1, f1, self.prod(g1, dw_next)
 
 
@@ -216,6 +233,9 @@ def compiled_step(field, like: Tensor):
     """
     if not enabled() or getattr(field, "n", 0) != 2 or torch.is_grad_enabled():
         return None
+    lp = getattr(field, "log_price", None)
+    if lp is not None and lp.scale is not None:
+        return None  # a volatility-scaled sample (Greeks): the eager step
     # One compiled module per architecture, shared by every model of that architecture: the
     # weights are copied in before each solve and read by the graph as inputs.
     key = (
@@ -225,6 +245,8 @@ def compiled_step(field, like: Tensor):
         field.finals,
         field.diagonal,
         field.shape_g,
+        field.in_lo,
+        field.euler_rows,
     )
     entry = _cache.get(key)
     if entry is None:
@@ -232,6 +254,7 @@ def compiled_step(field, like: Tensor):
         entry = _cache[key] = (mod, torch.compile(mod, dynamic=False))
     mod, step = entry
     mod.load(field.tensors)
+    mod.load_log_price(lp)
 
     def first(t0: Tensor, y0: Tensor, dw0: Tensor) -> tuple[Tensor, Tensor]:
         f0, g0 = mod.fields(t0, y0)

@@ -14,6 +14,11 @@ and exactly invertible from (y1, z1, f1, g1) and the same dW:
 which the adjoint (``_adjoint.py``) uses to rebuild every state backwards instead of storing the
 trajectory. Strong order 0.5 (1.0 for additive noise).
 
+Log-price rows (a field's ``euler_rows`` = E > 0, ``_fused.LogPriceRows``): rows i < E are Ito
+rows stepped at the left point, y1_i = y_i + f_i dt + (g dW)_i with f, g = f(t, z), g(t, z) the
+values the scheme already holds; the field's nets do not read them. The market model's
+risk-neutral log-prices are such rows (an exact discrete martingale after exponentiation).
+
 Implementation: g_{n+1} enters two products, g_{n+1} dW_n (in y_{n+1}) and g_{n+1} dW_{n+1} (in
 the next step), so both are formed by one batched matmul right after the evaluation and only the
 products (batch, state) are carried, never g itself.
@@ -103,11 +108,16 @@ def forward_step(vf, f_and_g, y, z, f, gdw, t1, dt, dw, dw_next):
     Shape:
         y, z, f, gdw: (batch, state); dw, dw_next: (batch, noise).
     """
+    e = vf.euler_rows
+    if e:  # log-price rows: y_i + f_i dt + (g dW)_i at the left point (before f, gdw move on)
+        ye = axpy(gdw[:, :e], dt, f[:, :e]).add_(y[:, :e])
     z1 = axpy(gdw, dt, f).add_(y, alpha=2.0).sub_(z)
     f1, g1 = f_and_g(t1, z1)
     g1dw, g1dw_next = vf.prod_pair(g1, dw, dw_next)
     h = 0.5 * dt
     y = axpy(axpy(y, h, f), h, f1, inplace=True).add_(gdw, alpha=0.5).add_(g1dw, alpha=0.5)
+    if e:
+        y = torch.cat([ye, y[:, e:]], dim=1)
     return y, z1, f1, g1dw_next
 
 
@@ -130,10 +140,16 @@ class ReversibleHeun(Solver):
         return (y0, f0, g0)
 
     def step(self, vf, t0, t1, dt, y, extra, dw):
+        """The textbook step (the reference the fast loop of :func:`forward_steps` is tested
+        against); ``extra`` is (z, f(t0, z), g(t0, z))."""
         z, f0, g0 = extra
-        z1 = 2 * y - z + f0 * dt + vf.prod(g0, dw)
+        g0dw = vf.prod(g0, dw)
+        z1 = 2 * y - z + f0 * dt + g0dw
         f1, g1 = vf.f_and_g(t1, z1)
         y1 = y + (f0 + f1) * (0.5 * dt) + vf.prod(g0 + g1, 0.5 * dw)
+        e = vf.euler_rows
+        if e:
+            y1 = torch.cat([y[:, :e] + f0[:, :e] * dt + g0dw[:, :e], y1[:, e:]], dim=1)
         return y1, (z1, f1, g1)
 
     def solve(self, vf, y0, tlist, dts, dws, out_steps):

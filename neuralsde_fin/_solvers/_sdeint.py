@@ -176,6 +176,11 @@ def sdeint(
     ts = _as_times(ts, y0)
     grid, out_steps = build_grid(ts, dt)
     vf = vector_field(sde, noise_type)
+    if vf.euler_rows and (method != "reversible_heun" or adjoint):
+        raise ValueError(
+            f"a field with log-price rows needs method='reversible_heun' without the adjoint "
+            f"(sampling), got method={method!r}, adjoint={adjoint}"
+        )
     noise = _probe(vf, sde, noise_type, ts[0], y0)
     bm_shape = (y0.shape[0], noise)
     dts = (grid[1:] - grid[:-1]).tolist()

@@ -107,7 +107,12 @@ def grad_worker(rank: int, world: int, port: int, method: str, batch: int, out: 
         value, ok = _loss_and_grads(model, loss, tiny_real(batch), params, batch=batch, seed=7,
                                     step=0, adjoint=False)
     torch.save({"fake": fake, "loss": value.detach(), "ok": ok,
-                "grads": [p.grad.clone() for p in params]}, Path(out) / f"grads-{rank}.pt")
+                "grads": [_grad(p) for p in params]}, Path(out) / f"grads-{rank}.pt")
+
+
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """p's gradient, zeros where it has none (the empty hidden stack of a depth-1 net)."""
+    return torch.zeros_like(p) if p.grad is None else p.grad.clone()
 
 
 def calibrate_worker(rank: int, world: int, port: int, out: str, phase: str) -> None:

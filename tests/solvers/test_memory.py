@@ -1,8 +1,9 @@
 """Memory of forward + backward: constant in the number of steps for the adjoint.
 
 Measured as the peak of the live bytes of tensors saved for backward (autograd's memory), with
-``torch.autograd.graph.saved_tensors_hooks``: each saved tensor is boxed on pack and counted
-until autograd releases the box. The adjoint's other memory is the Brownian increments, fetched
+``torch.autograd.graph.saved_tensors_hooks``: each saved tensor is boxed on pack and its storage
+counted (once, however many views of it are saved) until autograd releases the last box. The
+adjoint's other memory is the Brownian increments, fetched
 in chunks of ``ADJOINT_CHUNK_STEPS`` steps (at most two chunks alive), also independent of the
 number of steps.
 """
@@ -24,22 +25,34 @@ class _Box:
 
 
 class SavedBytes:
-    """Live and peak bytes of tensors saved for backward."""
+    """Live and peak bytes of the storages of tensors saved for backward.
+
+    A storage is counted once while any saved tensor (or view) of it is alive: saved views of
+    one tensor (e.g. the rows of the increments) do not multiply its size.
+    """
 
     def __init__(self):
         self.cur = 0
         self.peak = 0
+        self.refs: dict[int, int] = {}
 
     def pack(self, t):
         box = _Box(t)
-        n = t.untyped_storage().nbytes()
-        self.cur += n
-        self.peak = max(self.peak, self.cur)
-        weakref.finalize(box, self._free, n)
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in self.refs:
+            self.refs[key] = 0
+            self.cur += storage.nbytes()
+            self.peak = max(self.peak, self.cur)
+        self.refs[key] += 1
+        weakref.finalize(box, self._free, key, storage.nbytes())
         return box
 
-    def _free(self, n):
-        self.cur -= n
+    def _free(self, key, n):
+        self.refs[key] -= 1
+        if self.refs[key] == 0:
+            del self.refs[key]
+            self.cur -= n
 
     @staticmethod
     def unpack(box):

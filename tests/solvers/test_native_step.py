@@ -146,7 +146,7 @@ def _run_check(name: str, check_src: str, sweep: float):
     pattern and a dense sweep of [-sweep, sweep]."""
     from neuralsde_fin import _native
 
-    src = _native.PREFIX + _native_step._VEXP + check_src
+    src = _native.PREFIX + _native.read("vexp.h") + check_src
     check = _native.build(name, ["const float*", "float*", "float*", "const int64_t"], src)
     patterns = (torch.arange(0, 2**32, 251, dtype=torch.int64) - 2**31).to(torch.int32)
     x = torch.cat([patterns.view(torch.float32), torch.linspace(-sweep, sweep, 1 << 20)])
