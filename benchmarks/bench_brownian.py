@@ -1,17 +1,18 @@
-"""Benchmark (c) of issue 3: Brownian increments, ours against torchsde's BrownianInterval.
+"""Brownian increments: ``nsf.VirtualBrownianTree`` against torchsde's BrownianInterval.
 
 Prints ``case, ours_s, peer_s, ratio`` (medians over interleaved repeats, ratio = peer / ours,
 so > 1 means we are faster). Cases, all for shape (4096, 8) over ts = linspace(0, 1, 253):
 
-- ``fwd_rev``: the solver's pattern: the whole grid forward, then the grid again in reverse
+- ``fwd_rev_defaults``: a tree a user builds with its defaults (``tol=None``: the leaves follow
+  the first grid it is asked for), the whole grid forward, then the grid again in reverse
   order in chunks of 64 steps (the adjoint's pattern; ``ADJOINT_CHUNK_STEPS`` of the solver).
-  Ours: ``VirtualBrownianTree(..., tol=dt)``, as ``sdeint`` builds it. Peer:
+- ``fwd_rev``: the same with ``VirtualBrownianTree(..., tol=dt)``, as ``sdeint`` builds it. Peer:
   ``torchsde.BrownianInterval(levy_area_approximation="none", dt=dt)`` (with the step-size
   hint its docstring advises for fixed-step solvers) queried step by step forward then in
   reverse (the way torchsde's own solvers and adjoint query it).
 - ``fwd``: the forward pass alone.
-- ``fwd_rev_default_tol``: as ``fwd_rev`` with ``tol=None`` (4096 leaves): every grid time is
-  then a sub-leaf bridge and costs a walk below the grid resolution.
+- ``fwd_rev_4096_leaves``: as ``fwd_rev`` with 4096 leaves (the default before it followed
+  the grid): every grid time is then a sub-leaf bridge and costs a walk below the resolution.
 - ``fwd_rev_step``: ours also queried step by step, ``bm(s, t)`` (252 calls each way), as
   torchsde's solvers query: served from the tree's block cache of nodes.
 - ``fwd_rev_step_increments``: the same through ``bm.increments`` on two-point grids.
@@ -148,9 +149,11 @@ def main() -> None:
     dt = 1 / N_STEPS
     f32, f64 = torch.float32, torch.float64
     cases = {
+        "fwd_rev_defaults": (lambda: _ours(ts32, f32, None, None), lambda: _peer(ts32, f32)),
         "fwd_rev": (lambda: _ours(ts32, f32, dt, None), lambda: _peer(ts32, f32)),
         "fwd": (lambda: _ours_fwd(ts32, f32, dt), lambda: _peer(ts32, f32, reverse=False)),
-        "fwd_rev_default_tol": (lambda: _ours(ts32, f32, None, None), lambda: _peer(ts32, f32)),
+        "fwd_rev_4096_leaves": (lambda: _ours(ts32, f32, 1 / 4096, None),
+                                lambda: _peer(ts32, f32)),
         "fwd_rev_step": (lambda: _ours_step(ts32, f32, dt), lambda: _peer(ts32, f32)),
         "fwd_rev_step_increments": (lambda: _ours(ts32, f32, dt, 1), lambda: _peer(ts32, f32)),
         "fwd_rev_float64": (lambda: _ours(ts64, f64, dt, None), lambda: _peer(ts64, f64)),

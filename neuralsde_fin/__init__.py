@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; everything in ``_name`` modules is 
 from __future__ import annotations
 
 from neuralsde_fin import data
+from neuralsde_fin._accel import acceleration
 from neuralsde_fin._brownian import VirtualBrownianTree
 from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._calibrate._discriminator import CDEDiscriminator
@@ -115,6 +116,7 @@ __all__ = [
     "SDEGANLoss",
     "Scenarios",
     "VirtualBrownianTree",
+    "acceleration",
     "asian_payoff",
     "barrier_payoff",
     "basket_payoff",

@@ -22,7 +22,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 
 import neuralsde_fin as nsf
 from neuralsde_fin._distributed import is_main_process, rank_and_world, write_samples
+from neuralsde_fin._io import atomic_write_text
 
 TRADING_DAYS = 252
 #: Trading days per unit of a maturity such as ``3m``.
@@ -143,19 +143,6 @@ def load_model_file(path: str):
     if str(path).endswith((".parquet", ".csv")):
         raise UsageError(f"{path!r} is a scenarios/data file, not a model checkpoint (.pt)")
     return nsf.load_model(path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _default_spot(model) -> list[float] | float:
@@ -557,7 +544,7 @@ def write_scenarios(scen, out: str, csv_format: str = "long") -> None:
         for j, name in enumerate(scen.asset_names):
             cols[name] = p[:, :, j].reshape(-1)
         text = pd.DataFrame(cols).to_csv(index=False)
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 @command("sample", _configure_sample)

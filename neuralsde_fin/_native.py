@@ -22,7 +22,14 @@ forced failure).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
 from importlib import resources
+from pathlib import Path
 
 import torch
 
@@ -63,8 +70,60 @@ def source(filename: str, dtype: torch.dtype) -> str:
     return f"{PREFIX}#define SCALAR {name}\n#define NI {lanes}\n{read(filename)}"
 
 
+def _index_path() -> Path:
+    """The index of built kernels: key -> shared library (one file per torch version)."""
+    root = os.environ.get("NEURALSDE_FIN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "neuralsde_fin"
+    )
+    return Path(root) / f"native-{torch.__version__}.json"
+
+
+def _digest(argtypes: list[str], source: str) -> str:
+    cap = torch.backends.cpu.get_cpu_capability()
+    text = "\0".join([torch.__version__, cap, *argtypes, source])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_library(path: str):
+    """The ``kernel`` of a library built earlier by the toolchain (no Inductor import)."""
+    # the address of torch's tensor-data accessor in *this* process (a child process inherits
+    # its parent's environment, so the variable is always set, never defaulted)
+    os.environ["_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR"] = str(
+        torch._C._dynamo.guards._torchinductor_pyobject_tensor_data_ptr
+    )
+    loader = importlib.machinery.ExtensionFileLoader("kernel", path)
+    spec = importlib.util.spec_from_file_location("kernel", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module.kernel
+
+
+def _read_index() -> dict[str, str]:
+    try:
+        return json.loads(_index_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(digest: str, path: str) -> None:
+    """Add ``digest -> path`` to the index (atomic replace; a lost race only costs a lookup)."""
+    from neuralsde_fin._io import atomic_write_text
+
+    index = _read_index()
+    index[digest] = path
+    try:
+        atomic_write_text(_index_path(), json.dumps(index, indent=0, sort_keys=True))
+    except OSError:  # a read-only home: the next process builds (from the disk cache) again
+        pass
+
+
 def build(name: str, argtypes: list[str], source: str):
     """The kernel ``name`` compiled from ``source`` (cached in process and on disk).
+
+    A kernel built on this machine before is loaded from the library the toolchain wrote (the
+    index in ``~/.cache/neuralsde_fin``, keyed by the source, the argument types, the torch
+    version and the CPU's vector ISA; about a millisecond); otherwise it is built by Inductor's
+    toolchain (seconds, plus importing Inductor), and the library recorded.
 
     Args:
         name: A key for the (source, argtypes) pair, e.g. ``"brownian.level.float"``.
@@ -76,6 +135,14 @@ def build(name: str, argtypes: list[str], source: str):
     if fn is None:
         if key in _failed or FORCE_FAIL:
             raise RuntimeError(f"native kernel {name} failed to build earlier")
+        digest = _digest(argtypes, source)
+        path = _read_index().get(digest)
+        if path and os.path.isfile(path):
+            try:
+                fn = _built[key] = _load_library(path)
+                return fn
+            except Exception:  # noqa: BLE001 - a stale library: build it again
+                pass
         try:
             from torch._inductor.codecache import CppPythonBindingsCodeCache
 
@@ -83,6 +150,9 @@ def build(name: str, argtypes: list[str], source: str):
         except Exception:
             _failed.add(key)
             raise
+        lib = getattr(sys.modules.get(getattr(fn, "__module__", "") or ""), "__file__", None)
+        if lib:
+            _remember(digest, lib)
     return fn
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from neuralsde_fin._io import atomic_writer
 
 MEASURES = ("historical", "risk_neutral")
 TRADING_DAYS = 252
@@ -254,17 +255,8 @@ class Scenarios:
             info["shard"] = dict(extra_metadata)
         meta[_META_KEY] = json.dumps(info).encode()
         table = table.replace_schema_metadata(meta)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=directory)
-        os.close(fd)
-        try:
+        with atomic_writer(path) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> Scenarios:

@@ -7,8 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Brownian kernels run eagerly in the suite: torch.compile warm-up (10-60 s) stays out of it.
-os.environ.setdefault("NEURALSDE_FIN_COMPILE", "0")
+
+# (the suite runs the default mode: native CPU kernels, no torch.compile)
 
 
 @pytest.fixture(autouse=True)

@@ -1,25 +1,25 @@
 """The hot kernels of the Brownian tree: key hashing and the fused level update.
 
 ``level_update`` is one pure function run either eagerly or compiled. Compiled means, on the CPU,
-the hand-written one-pass kernels of ``_native`` (built once by Inductor's C++ toolchain), and on
-other devices, or if those cannot be built, ``torch.compile`` of ``level_update`` (which fuses the
-hash, Box-Muller and the bridge update, ~10x faster on CPU than eager tensor ops; the native
-kernel is another 2.2x). The two compiled forms give the same values bit for bit. The integer
-hash is identical in every mode; the floating transform may differ in the last ulp between eager
-and compiled, so each tree picks one mode for its whole life: compiled when it holds at least
-``COMPILE_MIN_ELEMENTS`` values per time (paths x channels), eager otherwise.
-``NEURALSDE_FIN_COMPILE=0`` (or ``1``) in the environment forces eager (or compiled) for every
-tree; if compilation fails the eager kernel is used, with one warning.
+the hand-written one-pass kernels of ``_native`` (built once per machine), and on other devices,
+or if those cannot be built, ``torch.compile`` of ``level_update`` (which fuses the hash,
+Box-Muller and the bridge update). The two compiled forms give the same values bit for bit. The
+integer hash is identical in every mode; the floating transform may differ in the last ulp
+between eager and compiled, so each tree picks one mode for its whole life (:func:`use_compiled`):
+on the CPU the native kernels for every size unless acceleration is switched off (``_accel``);
+elsewhere ``torch.compile`` when acceleration is on, or by default for trees of at least
+``COMPILE_MIN_ELEMENTS`` values per time (paths x channels). If compilation fails the eager
+kernel is used, with one warning.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 import torch
 
+from neuralsde_fin import _accel
 from neuralsde_fin._brownian import _native
 from neuralsde_fin._brownian._counter import GOLDEN, _mix, box_muller
 
@@ -31,8 +31,6 @@ COMPILE_MIN_ELEMENTS = 2**14
 _compiled = None
 _compiled_diff = None
 _compile_failed = False
-#: Use the ``_native`` kernels on the CPU when they build (tests set it False to run Inductor's).
-NATIVE = True
 
 
 def pair_offsets(n_pairs: int, device: torch.device, start: int = 0) -> torch.Tensor:
@@ -76,11 +74,13 @@ def gather_diff(table: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor) -> torc
     return table[r1] - table[r0]
 
 
-def use_compiled(n_values: int) -> bool:
-    """Whether a tree with ``n_values`` values per time should use the compiled kernel."""
-    flag = os.environ.get("NEURALSDE_FIN_COMPILE", "").strip()
-    if flag in ("0", "1"):
-        return flag == "1" and not _compile_failed
+def use_compiled(n_values: int, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a tree with ``n_values`` values per time uses the compiled kernels (see module)."""
+    if device.type == "cpu" and _accel.native() and _native.available(dtype, device):
+        return True
+    m = _accel.mode()
+    if m is not None:
+        return m and not _compile_failed
     return n_values >= COMPILE_MIN_ELEMENTS and not _compile_failed
 
 
@@ -90,7 +90,7 @@ _warm: set[tuple[torch.dtype, str]] = set()
 def fill_level(table, start, ra, rb, ca, cb, sig, states, pairs, compiled: bool) -> None:
     """Run ``level_update`` compiled or eagerly (eager fallback if compilation fails)."""
     global _compile_failed, _compiled
-    if compiled and NATIVE and _native.available(table.dtype, table.device):
+    if compiled and _accel.NATIVE and _native.available(table.dtype, table.device):
         _native.level_update(table, start, ra, rb, ca, cb, sig, states, pairs)
         return
     if compiled and not _compile_failed:
@@ -113,7 +113,7 @@ def fill_level(table, start, ra, rb, ca, cb, sig, states, pairs, compiled: bool)
 def increments(table: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, compiled: bool):
     """``gather_diff`` compiled or eagerly (after ``fill_level`` has settled the mode)."""
     global _compiled_diff
-    if compiled and NATIVE and _native.available(table.dtype, table.device):
+    if compiled and _accel.NATIVE and _native.available(table.dtype, table.device):
         return _native.gather_diff(table, r0, r1)
     if compiled and not _compile_failed:
         if _compiled_diff is None:

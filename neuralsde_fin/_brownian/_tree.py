@@ -15,7 +15,7 @@ from neuralsde_fin._brownian._counter import absorb, key_states_np, seed_state
 
 __all__ = ["VirtualBrownianTree"]
 
-#: Leaves of the tree when ``tol`` is None: ``tol = (t1 - t0) / DEFAULT_LEAVES``.
+#: Leaves of a ``tol=None`` tree first queried at points (not on a grid).
 DEFAULT_LEAVES = 4096
 #: Most leaves allowed (node ids stay far inside int64).
 MAX_LEAVES = 2**40
@@ -220,12 +220,13 @@ class VirtualBrownianTree:
         shape: Shape of W(t): (n_paths, *channels); shape[0] indexes the paths.
         seed: Any int; with the times and the shape it fixes every value.
         tol: Leaf width bound; ``M = ceil((t1 - t0) / tol)`` leaves (rounded when within 1e-6
-            of an integer, so ``tol = dt`` of a uniform grid puts every grid time on a node).
-            Default (None): ``(t1 - t0) / 4096``, so that any grid up to 4096 steps (16
-            years of trading days on [0, T] in years) is sampled with the exact joint law.
-            Its cost: a grid time that is not a node needs a walk below the grid resolution
-            (about log2(4096 / n_steps) + 2 normals instead of 1), so a solver on a uniform
-            grid should pass ``tol = dt``, which makes every grid time a node.
+            of an integer, so ``tol = dt`` of a uniform grid puts every grid time on a node,
+            one normal per step per (path, channel)). Default (None): chosen from the grid
+            the tree is first asked for (``increments(ts)``: the smallest spacing of ``ts``),
+            or ``(t1 - t0) / 4096`` if it is first queried at points. The tree is then fixed:
+            every later query reads the same values, in any order; but two default trees
+            first asked for different grids are different trees (pass ``tol`` to fix the
+            structure in advance, e.g. to share paths across programs).
         dtype: float32 or float64. Node positions, weights and keys are always computed in
             float64/int64 on the host, so float64 trees are exact to float64 rounding.
         device: Device of the values.
@@ -278,27 +279,15 @@ class VirtualBrownianTree:
                 or path_offset < 0):
             raise ValueError(f"path_offset must be a non-negative int, got {path_offset!r}")
         span = t1 - t0
-        if tol is None:
-            n_leaves = DEFAULT_LEAVES
-        else:
-            tol = _as_float("tol", tol)
-            if not tol > 0:
-                raise ValueError(f"tol must be positive, got {tol}")
-            ratio = span / tol
-            if ratio > MAX_LEAVES:
-                least = span / MAX_LEAVES
-                raise ValueError(f"tol must be >= (t1 - t0) / 2**40 = {least}, got {tol}")
-            n_leaves = round(ratio)
-            if abs(ratio - n_leaves) > 1e-6 * max(ratio, 1.0):
-                n_leaves = math.ceil(ratio)
-            n_leaves = max(n_leaves, 1)
+        self._span = span
         self.t0, self.t1, self.shape = t0, t1, shape
         self.seed = int(seed)
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.n_leaves = n_leaves
-        self.tol = span / n_leaves
-        self._span = span
+        self.n_leaves: int | None = None
+        self.tol: float | None = None
+        if tol is not None:
+            self._set_leaves(_as_float("tol", tol))
         self._channels = math.prod(shape[1:])
         self._n_flat = shape[0] * self._channels
         self.path_offset = int(path_offset)
@@ -311,7 +300,7 @@ class VirtualBrownianTree:
                                     dtype=np.int64)
         width = self._lead + self._n_flat
         self._n_pad = width + (width & 1)
-        self._compiled = _kernels.use_compiled(self._n_flat)
+        self._compiled = _kernels.use_compiled(self._n_flat, self.device, dtype)
         self._pairs = _kernels.pair_offsets(self._n_pad // 2, self.device, start=k0 >> 1)
         # leaves per cached block of single-query nodes: at most CACHE_LEAVES, and a block
         # of at most CACHE_BYTES (no cache when fewer than 4 leaves would fit)
@@ -325,6 +314,36 @@ class VirtualBrownianTree:
                 f"seed={self.seed}, tol={self.tol}, dtype={self.dtype}, device={self.device}, "
                 f"path_offset={self.path_offset})")
 
+    def _set_leaves(self, tol: float) -> None:
+        """Fix the leaf width: M = ceil((t1 - t0) / tol) leaves (rounded within 1e-6)."""
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        ratio = self._span / tol
+        if ratio > MAX_LEAVES:
+            least = self._span / MAX_LEAVES
+            raise ValueError(f"tol must be >= (t1 - t0) / 2**40 = {least}, got {tol}")
+        n_leaves = round(ratio)
+        if abs(ratio - n_leaves) > 1e-6 * max(ratio, 1.0):
+            n_leaves = math.ceil(ratio)
+        self.n_leaves = max(n_leaves, 1)
+        self.tol = self._span / self.n_leaves
+
+    def _fix_leaves(self, ts: Any = None) -> None:
+        """A ``tol=None`` tree takes its leaves from its first query: the smallest spacing of
+        a grid (every time of a uniform grid is then a node), else DEFAULT_LEAVES."""
+        if self.n_leaves is not None:
+            return
+        if ts is not None:
+            t = np.asarray(ts.detach().cpu().double() if isinstance(ts, torch.Tensor) else ts,
+                           dtype=np.float64).reshape(-1)
+            gaps = np.diff(t)
+            gaps = gaps[gaps > 0]
+            if gaps.size and np.isfinite(gaps).all():
+                self._set_leaves(max(float(gaps.min()), self._span / MAX_LEAVES))
+                return
+        self.n_leaves = DEFAULT_LEAVES
+        self.tol = self._span / DEFAULT_LEAVES
+
     def _cols(self, row: torch.Tensor) -> torch.Tensor:
         """The (path, channel) values of a table row (drops the lead / padding columns)."""
         return row[self._lead : self._lead + self._n_flat]
@@ -332,6 +351,7 @@ class VirtualBrownianTree:
     # ----------------------------------------------------------------------------- queries
     def _positions(self, ts: Any, name: str) -> tuple[np.ndarray, float]:
         """Leaf-unit positions of the query times (float64) and the node-snapping tolerance."""
+        self._fix_leaves()
         eps = float(np.finfo(np.float64).eps)
         if isinstance(ts, float) or (isinstance(ts, torch.Tensor) and ts.numel() == 1):
             return self._position(ts, name, eps)
@@ -471,6 +491,10 @@ class VirtualBrownianTree:
         """
         if isinstance(ts, torch.Tensor) and ts.dim() != 1:
             raise ValueError(f"ts must be 1-D, got shape {tuple(ts.shape)}")
+        try:
+            self._fix_leaves(ts)
+        except (TypeError, ValueError):
+            pass  # bad times: _positions names the problem
         x, snap = self._positions(ts, "ts")
         if x.size < 2:
             raise ValueError(f"ts must hold at least 2 times, got {x.size}")

@@ -119,6 +119,12 @@ class SigW1(Loss):
         scale: the paths are multiplied by this before the signature.
         squared: return the squared distance instead of the distance.
         backend: signature backend ("signatory" | "pysiglib" | None for the default).
+        qv: append each asset's realised quadratic variation, QV_t = sum_{s < t} (dx_s)^2
+            (times ``qv_scale``), as a channel: its signature terms see the window's variance
+            and where in the window it accumulates (volatility clustering).
+        qv_scale: multiplier of the QV channel (normalised windows have QV about 1).
+        scales: several path scalings s: the loss is the root of the sum over s of the squared
+            distances of the signatures of s * paths (None: ``scale`` alone).
 
     Shape:
         fake_paths, real_paths: (batch, length, channels) -> scalar.
@@ -138,6 +144,9 @@ class SigW1(Loss):
         scale: float = 1.0,
         squared: bool = False,
         backend: str | None = None,
+        qv: bool = False,
+        qv_scale: float = 1.0,
+        scales: list[float] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 1:
@@ -154,23 +163,43 @@ class SigW1(Loss):
         self.scale = float(scale)
         self.squared = squared
         self.backend = backend
+        self.qv, self.qv_scale = bool(qv), float(qv_scale)
+        self.scales = [float(self.scale)] if scales is None else [float(s) for s in scales]
+        if not self.scales or any(not s > 0 for s in self.scales):
+            raise ValueError(f"scales must be positive numbers, got {scales!r}")
         self._config = dict(
             depth=depth, lead_lag=lead_lag, time_aug=time_aug, basepoint=basepoint,
             level_scaling=level_scaling, scale=float(scale), squared=squared, backend=backend,
+            qv=self.qv, qv_scale=self.qv_scale, scales=None if scales is None else self.scales,
         )
 
-    def _sig(self, paths: torch.Tensor) -> torch.Tensor:
+    def _features(self, paths: torch.Tensor, s: float) -> torch.Tensor:
+        x = paths * s
+        if self.qv:
+            inc = torch.diff(paths, dim=1).pow(2)
+            qv = torch.cat([inc.new_zeros(inc.shape[0], 1, inc.shape[2]), inc.cumsum(1)], 1)
+            x = torch.cat([x, qv * (self.qv_scale * s * s)], dim=-1)
+        return x
+
+    def _sig(self, paths: torch.Tensor, s: float) -> torch.Tensor:
         return signature(
-            paths * self.scale, self.depth, time_aug=self.time_aug, basepoint=self.basepoint,
-            lead_lag=self.lead_lag, backend=self.backend,
+            self._features(paths, s), self.depth, time_aug=self.time_aug,
+            basepoint=self.basepoint, lead_lag=self.lead_lag, backend=self.backend,
         )
 
     def forward(self, fake_paths: torch.Tensor, real_paths: torch.Tensor) -> torch.Tensor:
         _check_pair(fake_paths, real_paths)
-        d = fake_paths.shape[-1] * (2 if self.lead_lag else 1) + int(self.time_aug)
-        s_fake = self._sig(fake_paths)
+        sq = 0.0
+        for s in self.scales:
+            sq = sq + self._squared_distance(fake_paths, real_paths, s)
+        return sq if self.squared else sq.clamp_min(0).sqrt()
+
+    def _squared_distance(self, fake_paths, real_paths, s: float) -> torch.Tensor:
+        c = fake_paths.shape[-1] * (2 if self.qv else 1)
+        d = c * (2 if self.lead_lag else 1) + int(self.time_aug)
+        s_fake = self._sig(fake_paths, s)
         with torch.no_grad():
-            s_real = self._sig(real_paths.to(fake_paths.dtype))
+            s_real = self._sig(real_paths.to(fake_paths.dtype), s)
         diff = split_levels(s_fake.mean(0) - s_real.mean(0), d, self.depth)
         if self.level_scaling == "data":
             tiny = torch.finfo(s_real.dtype).tiny ** 0.5
@@ -183,8 +212,7 @@ class SigW1(Loss):
             weights = [float(math.factorial(k)) for k in range(1, self.depth + 1)]
         else:
             weights = [1.0] * self.depth
-        sq = sum((w * dk).pow(2).sum() for w, dk in zip(weights, diff))
-        return sq if self.squared else sq.clamp_min(0).sqrt()
+        return sum((w * dk).pow(2).sum() for w, dk in zip(weights, diff))
 
 
 def _static_kernel(name: str, sigma: float, scale: float):

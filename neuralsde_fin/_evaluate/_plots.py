@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neuralsde_fin._io import atomic_write_bytes, atomic_write_text, atomic_writer
 from neuralsde_fin.data import TRADING_DAYS
 
 if TYPE_CHECKING:  # matplotlib is imported on first use, keeping `import neuralsde_fin` light
@@ -52,27 +52,11 @@ def _np(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save ``fig`` as a PNG at ``path`` atomically (temp file, then rename); returns the path."""
     path = Path(path)
-    _atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    with atomic_writer(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
     return path
 
 
@@ -439,7 +423,7 @@ def write_report(
                 raise ValueError(f"write_report: figure {name!r}: no file {str(src)!r}")
             data = src.read_bytes()
             if src.resolve() != (out / fname).resolve():
-                _atomic_write_bytes(out / fname, lambda f, d=data: f.write(d))
+                atomic_write_bytes(out / fname, data)
         names.append((name, fname))
 
     if fmt == "markdown":
@@ -476,7 +460,7 @@ def write_report(
                 parts += [f"<h3>{label}</h3>", f'<img src="{html.escape(fname)}" alt="{label}">']
         parts.append("</body></html>")
         body, target = "\n".join(parts) + "\n", out / "report.html"
-    _atomic_write_bytes(target, lambda f: f.write(body.encode("utf-8")))
+    atomic_write_text(target, body)
     return target
 
 
@@ -535,6 +519,6 @@ def make_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     body = json.dumps(report.to_dict(), indent=2, allow_nan=False).encode("utf-8")
-    _atomic_write_bytes(out / "metrics.json", lambda f: f.write(body))
+    atomic_write_bytes(out / "metrics.json", body)
     path = write_report(out, report, figs, fmt=fmt, title=title, text=text)
     return report, path

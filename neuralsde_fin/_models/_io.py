@@ -8,33 +8,20 @@ what ``weights_only=True`` allows.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from neuralsde_fin._errors import CheckpointError
+from neuralsde_fin._io import atomic_writer
 
 
 def atomic_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``obj`` with ``torch.save`` to a temporary file in the same folder, then rename.
-
-    A crash mid-write leaves either the old file or none, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``obj`` with ``torch.save`` atomically (``_io.atomic_writer``): a crash mid-write
+    leaves either the old file or none, never a truncated one; the mode follows the umask."""
+    with atomic_writer(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def safe_load(path: str | os.PathLike, *, kind: str) -> dict[str, Any]:

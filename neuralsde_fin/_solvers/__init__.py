@@ -10,8 +10,8 @@ Public names (re-exported by ``neuralsde_fin``):
 * ``MLPDriftDiffusion`` and ``CDEFunc``: the package's neural vector fields (LipSwish MLPs with
   time input) that run on the fused fast path; ``.unfused()`` gives the conventional twin.
 * ``SOLVERS``: the registry, {"euler", "heun", "reversible_heun"}.
-* ``compiled_solvers(enabled=True)``: a context manager that runs the reversible-Heun steps of
-  those fields ``torch.compile``-d (``_compiled.py``).
+* ``compiled_solvers(enabled=True)``: the acceleration switch (``nsf.acceleration``, the same
+  context manager): native kernels and ``torch.compile``-d steps on, or everything eager.
 
 Adding a solver is one file: subclass ``Solver`` (set ``sde_type``; implement ``step`` and, if
 it carries state, ``init``; optionally a faster ``solve``), decorate it with

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralsde_fin._solvers._compiled import compilable, compiled_function, mode
+from neuralsde_fin._solvers._compiled import compilable, compiled_function
 from neuralsde_fin._solvers._native_step import native_sampler, native_wanted
 from neuralsde_fin._solvers._reversible_heun import axpy, forward_steps
 
@@ -143,7 +143,7 @@ class ReversibleHeunAdjoint(torch.autograd.Function):
                 out[k] = y
 
         native = None
-        if dw_input is None and native_wanted(mode(), y0.numel()):
+        if dw_input is None and native_wanted():
             native = native_sampler(vf, y0)  # the sampling kernel: only y_N, z_N are kept
         run = None if native is None else native.begin(y0, plan.tlist, plan.dts, out, save_at)
         state = None

@@ -1,42 +1,33 @@
 """``torch.compile`` of solver steps on the package's fused neural vector fields.
 
-When enabled (:func:`enabled`: inside ``nsf.compiled_solvers()``, or with
-``NEURALSDE_FIN_COMPILE=1`` in the environment; training runs of at least
-``AUTO_COMPILE_STEPS`` steps enable it by default, see :func:`resolve`):
+When compiling is on (:func:`enabled`: ``nsf.acceleration()`` / ``NEURALSDE_FIN_COMPILE=1``;
+training runs of at least ``AUTO_COMPILE_STEPS`` steps by default, ``_accel.resolve``):
 
-* **Sampling.** A reversible Heun solve of an :class:`MLPDriftDiffusion` without autograd
-  (``torch.no_grad()``) runs each step
+* **Sampling** on devices without the native kernel: a reversible Heun solve without autograd
+  runs each step
 
       z1 = 2 y - z + f dt + g dW
       f1, g1 = f(t + dt, z1), g(t + dt, z1)
       y1 = y + (f + f1) dt / 2 + (g + g1) dW / 2
 
-  as one compiled graph (:func:`compiled_step`): Inductor fuses the time bias, LipSwish, the
-  g dW contractions and the update into a few C++ / Triton kernels around the GEMMs. On this
-  2-core machine that is about 10-15% faster per step than the eager fast path. On the CPU the
-  solver runs the native whole-solve kernel of ``_native_step`` instead (no Dynamo; about 1.3x
-  faster than this compiled step, built once per machine instead of compiled per process),
-  which large solves also take without compiled mode (``_native_step.native_wanted``).
+  (log-price rows, if any, at the left point) as one compiled graph (:func:`compiled_step`):
+  Inductor fuses the time bias, LipSwish, the g dW contractions and the update around the
+  GEMMs. On the CPU the native whole-solve kernel (``_native_step``) runs instead.
 * **Training with the adjoint.** The forward steps (``_reversible_heun.forward_step``) and the
   backward steps (``_adjoint.backward_step``: the algebraic reverse step, one evaluation and
   its hand-written VJP) of ``sdeint(..., adjoint=True)`` and ``cdeint`` on fused fields
-  (:func:`compilable`) are compiled functions (:func:`compiled_function`). This is where the
-  compilation pays most: the SDE-GAN training step is 1.2-1.6x faster (``bench_sdegan.py``).
+  (:func:`compilable`) are compiled functions (:func:`compiled_function`).
 
-Compiling costs about 5-30 s (20-30 s for a training solve with a cold Inductor cache) once per
-process, architecture and batch shape (Dynamo recompiles for a new batch size; after
-``torch._dynamo.config.recompile_limit`` variants it stays eager), so it pays for long jobs
-(training runs, many sampling chunks), not for one small solve: it is on by default only for
-training runs long enough to pay it back (``AUTO_COMPILE_STEPS``), and opt-in elsewhere.
-Solves of generic SDEs are never compiled. If compilation fails (no C++ compiler, unsupported
-device), one warning is issued and the eager path is used for the rest of the process.
+Compiling costs seconds once per process, architecture and batch shape (Dynamo recompiles for
+a new batch size; after ``torch._dynamo.config.recompile_limit`` variants it stays eager), so
+it pays for long jobs only. Solves of generic SDEs are never compiled. If compilation fails (no
+C++ compiler, unsupported device), one warning is issued and the eager path is used for the
+rest of the process. Measurements: ``benchmarks/README.md``.
 
 The compiled sampling module holds its own copy of the folded weights, refreshed in place before
 every solve (the graph reads them as inputs), so models of one architecture share one
 compilation and a model that keeps training is sampled with its current weights without
-recompiling. Inductor's weight freezing (MKL packed-weight linears) was measured too and gave no
-further gain here, so it is not used. The compiled training steps likewise read the weights as
-graph inputs.
+recompiling. The compiled training steps likewise read the weights as graph inputs.
 
 References:
     Kidger, Foster, Li, Lyons (2021), Efficient and Accurate Gradients for Neural SDEs,
@@ -45,14 +36,13 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from neuralsde_fin._accel import AUTO_COMPILE_STEPS, acceleration, compiling, mode, resolve
 
 __all__ = [
     "AUTO_COMPILE_STEPS",
@@ -69,70 +59,13 @@ _failed = False
 _cache: dict[tuple, tuple[nn.Module, object]] = {}
 _functions: dict[object, object] = {}
 
-
-#: Training runs of at least this many steps compile their solver steps unless told otherwise
-#: (``resolve``): 20-30 s of compilation against 0.05-0.2 s saved per SDE-GAN step.
-AUTO_COMPILE_STEPS = 1000
-
-_override: bool | None = None
+#: The public name of the one switch (``_accel.acceleration``), kept for existing code.
+compiled_solvers = acceleration
 
 
 def enabled() -> bool:
-    """Whether solver steps are compiled now: inside :func:`compiled_solvers` its flag, else
-    ``NEURALSDE_FIN_COMPILE=1``; never after a compilation failure."""
-    if _failed:
-        return False
-    if _override is not None:
-        return _override
-    return _env_flag() is True
-
-
-def mode() -> bool | None:
-    """The explicit compile mode: :func:`compiled_solvers`' flag inside one, else
-    ``NEURALSDE_FIN_COMPILE`` (``1`` True, ``0`` False), else None (the defaults apply)."""
-    return _override if _override is not None else _env_flag()
-
-
-def _env_flag() -> bool | None:
-    flag = os.environ.get("NEURALSDE_FIN_COMPILE", "").strip()
-    return {"1": True, "0": False}.get(flag)
-
-
-def resolve(compile: bool | None, steps: int) -> bool:
-    """The compile mode of a training run of ``steps`` steps.
-
-    An explicit ``compile`` wins; else ``NEURALSDE_FIN_COMPILE`` (``1`` / ``0``) if set; else
-    compile when ``steps >= AUTO_COMPILE_STEPS``, where the one-off compilation is paid back.
-    """
-    if compile is not None:
-        return bool(compile)
-    env = _env_flag()
-    return env if env is not None else steps >= AUTO_COMPILE_STEPS
-
-
-@contextlib.contextmanager
-def compiled_solvers(enabled: bool = True) -> Iterator[None]:
-    """Compile (or, with ``enabled=False``, do not compile) solver steps inside the block.
-
-    Overrides ``NEURALSDE_FIN_COMPILE`` for the reversible-Heun steps of the package's fused
-    fields (sampling without autograd, and ``sdeint(..., adjoint=True)`` / ``cdeint`` forward
-    and adjoint backward steps); blocks nest, and the previous mode is restored on exit. The
-    flag is process-wide, not per thread. Compilation costs 5-30 s once per process,
-    architecture and batch shape; afterwards a step is 10-40% faster (``benchmarks/``). On the
-    CPU, sampling solves and the adjoint's forward pass run the native whole-solve kernel
-    instead (``_native_step``), which large solves take even outside this block;
-    ``enabled=False`` keeps them eager too.
-
-    Example:
-        >>> with nsf.compiled_solvers():
-        ...     paths = model.sample(100_000, seed=0)  # doctest: +SKIP
-    """
-    global _override
-    previous, _override = _override, bool(enabled)
-    try:
-        yield
-    finally:
-        _override = previous
+    """Whether solver steps are compiled now (:func:`_accel.compiling`), never after a failure."""
+    return not _failed and compiling()
 
 
 class _Step(nn.Module):

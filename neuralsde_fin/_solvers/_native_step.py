@@ -1,10 +1,9 @@
 """The reversible Heun sampling loop on the CPU: one native kernel for the whole solve.
 
-For an :class:`MLPDriftDiffusion` on the CPU, sampled without autograd (every solve in compiled
-mode, ``nsf.compiled_solvers()``; by default the solves of at least ``AUTO_MIN_VALUES`` state
-values per time), and in the forward pass of its adjoint solves (``sdeint(..., adjoint=True)``
-under the same rule: only y_N and z_N are kept, fed chunk by chunk as the adjoint fetches its
-increments, :meth:`NativeSampler.begin`), each step
+For an :class:`MLPDriftDiffusion` (or a ``MarketModel``) on the CPU, sampled without autograd,
+and in the forward pass of its adjoint solves (``sdeint(..., adjoint=True)``: only y_N and z_N
+are kept, fed chunk by chunk as the adjoint fetches its increments,
+:meth:`NativeSampler.begin`), unless acceleration is switched off (``_accel``), each step
 
     z1 = 2 y - z + f dt + g dW                       (carried from the previous step)
     f1, g1 = f(t1, z1), g(t1, z1)
@@ -59,10 +58,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from neuralsde_fin import _accel
 from neuralsde_fin import _native as _build
 from neuralsde_fin._solvers._fused import tanh_from_sigmoid
 
-__all__ = ["AUTO_MIN_VALUES", "NativeSampler", "native_sampler", "native_wanted"]
+__all__ = ["NativeSampler", "native_sampler", "native_wanted"]
 
 #: ``vexp``: exp of a vector. On AVX2, float32 inlines Sleef's ``Sleef_expf8_u10`` operation for
 #: operation (Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^q in two factors; 1 ulp),
@@ -72,22 +72,12 @@ __all__ = ["AUTO_MIN_VALUES", "NativeSampler", "native_sampler", "native_wanted"
 #: [-87, 88.3], where 2^q is one normal float (one multiply, no overflow / underflow blends):
 #: bit-identical to the unclamped form for x >= -88.3, within 4e-37 of 0 below (tested); 5% off
 #: the benchmark's solve (0.536 -> 0.508 s).
-#: Use the native loop when it applies (tests and benchmarks set it False to run the
-#: ``torch.compile``-d step, which other devices use).
-ENABLED = True
+def native_wanted() -> bool:
+    """Whether a no-autograd solve should take the native loop: the acceleration switch
+    (``_accel.native``: on unless switched off). Every size takes it, so a path's values do not
+    depend on the batch it is solved in."""
+    return _accel.native()
 
-#: Without an explicit mode (``nsf.compiled_solvers`` / ``NEURALSDE_FIN_COMPILE`` unset), solves
-#: of at least this many state values per time (paths x state) take the native loop: the
-#: Brownian tree's kernel rule (``_brownian._kernels.COMPILE_MIN_ELEMENTS``), so the first such
-#: solve in a process pays the kernels' loading (2.5-3 s, mostly importing Inductor) once.
-AUTO_MIN_VALUES = 2**14
-
-
-def native_wanted(mode: bool | None, n_values: int) -> bool:
-    """Whether a no-autograd solve with ``n_values`` state values per time should take the
-    native loop: the explicit compile ``mode`` if one is set, else ``n_values`` of at least
-    ``AUTO_MIN_VALUES``."""
-    return mode if mode is not None else n_values >= AUTO_MIN_VALUES
 
 #: Output activations the kernel applies (code passed to it).
 _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3, tanh_from_sigmoid: 4}
@@ -218,7 +208,7 @@ def native_sampler(field, like: Tensor) -> NativeSampler | None:
     """A :class:`NativeSampler` for ``field`` if it applies: a fused drift / diffusion field
     (two nets) with a supported output activation, float32 / float64 on the CPU, and the
     kernel builds. None otherwise."""
-    if not ENABLED or getattr(field, "n", 0) != 2 or like.device.type != "cpu":
+    if getattr(field, "n", 0) != 2 or like.device.type != "cpu":
         return None
     if any(fn not in _FINAL_CODES for fn in field.finals):
         return None

@@ -37,10 +37,8 @@ from torch import Tensor
 
 from neuralsde_fin._solvers._base import Solver, register
 from neuralsde_fin._solvers._compiled import (
-    compilable,
     compiled_function,
     compiled_step,
-    mode,
 )
 from neuralsde_fin._solvers._native_step import native_sampler, native_wanted
 
@@ -72,7 +70,8 @@ def forward_steps(
     y, z, f, gdw = state
     count = dws.shape[0]
     step = None
-    if not torch.is_grad_enabled() and compilable(vf):
+    if not torch.is_grad_enabled():
+        # any field without autograd: a user's own SDE too (Dynamo traces its f and g)
         step = compiled_function(forward_step, "reversible Heun step")
     if step is None:
         step, f_and_g, dt_args = forward_step, vf.f_and_g, dts[lo : lo + count]
@@ -172,7 +171,7 @@ class ReversibleHeun(Solver):
                 if k is not None:
                     out[k] = y
 
-        if not track and native_wanted(mode(), y0.numel()):
+        if not track and native_wanted():
             native = native_sampler(vf, y0)
             if native is not None:  # the CPU form of the compiled sampling step
                 native.solve(y0, tlist, dts, dws, out, save_at)

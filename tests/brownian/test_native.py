@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neuralsde_fin import _accel
 from neuralsde_fin._brownian import VirtualBrownianTree, _kernels, _native
 
 F32, F64 = torch.float32, torch.float64
@@ -50,7 +51,7 @@ def test_native_equals_torch_compile_bit_for_bit(case, monkeypatch):
     """The native kernels and ``torch.compile``'s give identical values (same ``at::vec`` ops
     in the same order), so a tree's values do not depend on which one ran (compiles: slow)."""
     native = _queries(*case, compiled=True)
-    monkeypatch.setattr(_kernels, "NATIVE", False)
+    monkeypatch.setattr(_accel, "NATIVE", False)
     for a, b in zip(native, _queries(*case, compiled=True)):
         assert torch.equal(a, b)
 

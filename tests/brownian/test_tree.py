@@ -10,6 +10,7 @@ import torch
 from scipy import stats
 
 import neuralsde_fin as nsf
+from neuralsde_fin import _accel
 from neuralsde_fin._brownian import VirtualBrownianTree, counter_normal
 
 N = 8192  # paths for the statistical tests (eager kernel: below the compile threshold)
@@ -246,9 +247,8 @@ def test_compiled_kernel_matches_eager(monkeypatch):
     """The torch.compile kernel gives the eager values to float rounding (compiles: slow).
     On the CPU the tree would use the native kernels (``tests/brownian/test_native.py``);
     here ``torch.compile``'s, which other devices use."""
-    from neuralsde_fin._brownian import _kernels
 
-    monkeypatch.setattr(_kernels, "NATIVE", False)
+    monkeypatch.setattr(_accel, "NATIVE", False)
     ts = torch.linspace(0, 1, 101)
     for dtype, atol in ((torch.float32, 1e-5), (F64, 1e-13)):
         eager = VirtualBrownianTree(0.0, 1.0, (64, 8), seed=2, tol=0.01, dtype=dtype)
@@ -267,7 +267,7 @@ def test_warmup_compiles_every_variant_a_tree_uses(monkeypatch):
 
     from neuralsde_fin._brownian import _kernels
 
-    monkeypatch.setattr(_kernels, "NATIVE", False)
+    monkeypatch.setattr(_accel, "NATIVE", False)
     _kernels.warmup(torch.float32)
     before = counters["stats"]["unique_graphs"]
     bm = VirtualBrownianTree(0.0, 1.0, (4096, 8), seed=3, tol=1 / 252)
@@ -277,3 +277,23 @@ def test_warmup_compiles_every_variant_a_tree_uses(monkeypatch):
     bm.increments(ts[100:165])
     bm(0.3, 0.7)
     assert counters["stats"]["unique_graphs"] == before
+
+
+def test_default_tol_follows_the_first_grid():
+    """tol=None: the first grid query fixes the leaves at its spacing (every time of a uniform
+    grid a node: one normal per step); later queries, in any order, read the same tree."""
+    ts = torch.linspace(0, 1, 253, dtype=F64)
+    bm = VirtualBrownianTree(0.0, 1.0, (16, 3), seed=5, dtype=F64)
+    assert bm.tol is None
+    full = bm.increments(ts)
+    assert bm.n_leaves == 252
+    fixed = VirtualBrownianTree(0.0, 1.0, (16, 3), seed=5, dtype=F64, tol=1 / 252)
+    assert torch.equal(fixed.increments(ts), full)
+    rev = torch.cat([bm.increments(ts[k : k + 65]) for k in (188, 124, 60)] +
+                    [bm.increments(ts[:61])], 0)
+    torch.testing.assert_close(rev.sum(0), full[60:].sum(0) + full[:60].sum(0), rtol=0,
+                               atol=1e-12)
+    torch.testing.assert_close(bm(ts[10], ts[20]), full[10:20].sum(0), rtol=0, atol=1e-12)
+    point_first = VirtualBrownianTree(0.0, 1.0, (16, 3), seed=5, dtype=F64)
+    point_first(0.5)
+    assert point_first.n_leaves == 4096

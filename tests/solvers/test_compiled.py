@@ -13,6 +13,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import neuralsde_fin as nsf
+from neuralsde_fin import _accel
 from neuralsde_fin._solvers import _compiled, _native_step
 
 CASES = [
@@ -31,7 +32,7 @@ def _solve(model, y0, ts, bm, flag, monkeypatch):
 @pytest.mark.parametrize("native", [True, False], ids=["native", "torch.compile"])
 @pytest.mark.parametrize(("noise_type", "depth", "finals", "dtype", "atol"), CASES)
 def test_compiled_step_equals_eager(noise_type, depth, finals, dtype, atol, native, monkeypatch):
-    monkeypatch.setattr(_native_step, "ENABLED", native)
+    monkeypatch.setattr(_accel, "NATIVE", native)
     solve = _native_step.NativeSampler.solve
     calls = []
     monkeypatch.setattr(_native_step.NativeSampler, "solve", lambda *a: calls.append(solve(*a)))
@@ -88,7 +89,7 @@ def _break_compile(monkeypatch):
 
 
 def test_compile_failure_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(_native_step, "ENABLED", False)  # the torch.compile-d step's fallback
+    monkeypatch.setattr(_accel, "NATIVE", False)  # the torch.compile-d step's fallback
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1)
     y0 = torch.randn(5, 3)
     ts = torch.linspace(0, 1, 5)
@@ -146,7 +147,7 @@ def test_compiled_adjoint_native_forward_equals_eager(monkeypatch):
 def test_compiled_adjoint_sdeint_equals_eager(monkeypatch):
     # the torch.compile-d forward step (other devices; on the CPU the native loop runs the
     # adjoint's forward: the test above)
-    monkeypatch.setattr(_native_step, "ENABLED", False)
+    monkeypatch.setattr(_accel, "NATIVE", False)
     torch.manual_seed(0)
     dtype = torch.float64
     model = nsf.MLPDriftDiffusion(4, 3, 8, 2, drift_final="tanh", diffusion_final="tanh").to(dtype)
@@ -207,7 +208,7 @@ def test_compiled_cdeint_final_output_one_variant(monkeypatch):
 
 
 def test_adjoint_compile_failure_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(_native_step, "ENABLED", False)  # the torch.compile-d forward step
+    monkeypatch.setattr(_accel, "NATIVE", False)  # the torch.compile-d forward step
     model = nsf.MLPDriftDiffusion(3, 2, 8, 1).double()
     y0 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     ts = torch.linspace(0, 1, 5, dtype=torch.float64)

@@ -165,17 +165,16 @@ def test_inlined_exp_is_sleef_bit_for_bit():
     assert torch.equal(ours.nan_to_num(), sleef.nan_to_num())
 
 
-def test_default_mode_takes_the_native_loop_for_large_solves_only(monkeypatch):
-    """With no explicit mode, sampling solves of at least ``AUTO_MIN_VALUES`` state values per
-    time take the native loop (the Brownian tree's kernel rule), smaller ones the eager path;
-    ``NEURALSDE_FIN_COMPILE=0`` and ``compiled_solvers(False)`` keep every solve eager."""
+def test_default_mode_takes_the_native_loop_for_every_size(monkeypatch):
+    """With no explicit mode, every sampling solve on the CPU takes the native loop (so a
+    path's values do not depend on the batch); ``NEURALSDE_FIN_COMPILE=0`` and
+    ``acceleration(False)`` keep every solve eager."""
     calls = []
     solve = _native_step.NativeSampler.solve
     monkeypatch.setattr(_native_step.NativeSampler, "solve", lambda *a: calls.append(solve(*a)))
     monkeypatch.delenv("NEURALSDE_FIN_COMPILE", raising=False)
     model = nsf.MLPDriftDiffusion(8, 2, 8, 1)
     ts = torch.linspace(0, 1, 4)
-    large = _native_step.AUTO_MIN_VALUES // 8  # paths
 
     def sample(n_paths):
         calls.clear()
@@ -183,12 +182,12 @@ def test_default_mode_takes_the_native_loop_for_large_solves_only(monkeypatch):
             nsf.sdeint(model, torch.zeros(n_paths, 8), ts, dt=1 / 3)
         return len(calls)
 
-    assert sample(large) == 1
-    assert sample(large - 1) == 0
-    with nsf.compiled_solvers(False):
-        assert sample(large) == 0
+    assert sample(2048) == 1
+    assert sample(3) == 1
+    with nsf.acceleration(False):
+        assert sample(2048) == 0
     monkeypatch.setenv("NEURALSDE_FIN_COMPILE", "0")
-    assert sample(large) == 0
+    assert sample(2048) == 0
 
 
 def test_adjoint_forward_through_the_native_loop(monkeypatch):
@@ -204,7 +203,7 @@ def test_adjoint_forward_through_the_native_loop(monkeypatch):
     monkeypatch.delenv("NEURALSDE_FIN_COMPILE", raising=False)
     torch.manual_seed(1)
     model = nsf.MLPDriftDiffusion(8, 2, 8, 2, diffusion_final="tanh").to(F64)
-    n_paths = _native_step.AUTO_MIN_VALUES // 8
+    n_paths = 2048
     y0 = torch.randn(n_paths, 8, dtype=F64)
     ts = torch.linspace(0, 1, 11, dtype=F64)
 
