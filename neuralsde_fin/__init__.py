@@ -12,10 +12,12 @@ from neuralsde_fin._calibrate import LOSSES, calibrate
 from neuralsde_fin._calibrate._discriminator import CDEDiscriminator
 from neuralsde_fin._calibrate._sdegan_method import SDEGANLoss
 from neuralsde_fin._distributed import combine_shards, sample_shard, shard_range
-from neuralsde_fin._errors import CheckpointError, DataError
+from neuralsde_fin._errors import CheckpointError, DataError, RecipeError
 from neuralsde_fin._evaluate import (
     BASELINES,
+    FACTS,
     EvaluationReport,
+    FactScore,
     GBMBaseline,
     GJRGarchBaseline,
     evaluate,
@@ -28,11 +30,13 @@ from neuralsde_fin._evaluate import (
     plot_training_curve,
     pooled_acf,
     report_figures,
+    score_facts,
     sig_mmd_test,
     stylized_facts,
     write_report,
 )
 from neuralsde_fin._models import GBM, Heston, MarketModel, load_model
+from neuralsde_fin._models._synthetic import synthetic_history
 from neuralsde_fin._pricing import (
     AsianCall,
     AsianPut,
@@ -65,6 +69,9 @@ from neuralsde_fin._pricing import (
     price,
     var_es,
 )
+from neuralsde_fin._pricing._strip import format_price_table, parse_option, price_strip, smile
+from neuralsde_fin._recipes import Recipe, load_recipe
+from neuralsde_fin._scenario_files import sample_to_parquet
 from neuralsde_fin._scenarios import Scenarios
 from neuralsde_fin._solvers import (
     SOLVERS,
@@ -81,12 +88,9 @@ from neuralsde_fin.data import load_prices
 __version__ = "0.1.0"
 
 __all__ = [
-    "BASELINES",
-    "GBM",
-    "LOSSES",
-    "SOLVERS",
     "AsianCall",
     "AsianPut",
+    "BASELINES",
     "BarrierCall",
     "BarrierPut",
     "BasketCall",
@@ -100,10 +104,14 @@ __all__ = [
     "EuropeanCall",
     "EuropeanPut",
     "EvaluationReport",
+    "FACTS",
+    "FactScore",
+    "GBM",
     "GBMBaseline",
     "GJRGarchBaseline",
     "GreeksResult",
     "Heston",
+    "LOSSES",
     "LipSwish",
     "LookbackCall",
     "LookbackPut",
@@ -112,8 +120,11 @@ __all__ = [
     "ODEBlock",
     "Option",
     "PriceResult",
+    "Recipe",
+    "RecipeError",
     "RiskResult",
     "SDEGANLoss",
+    "SOLVERS",
     "Scenarios",
     "VirtualBrownianTree",
     "acceleration",
@@ -126,19 +137,22 @@ __all__ = [
     "black_scholes_vega",
     "calibrate",
     "cdeint",
-    "compiled_solvers",
     "combine_shards",
+    "compiled_solvers",
     "data",
     "digital_payoff",
     "european_payoff",
     "evaluate",
+    "format_price_table",
     "greeks",
     "implied_vol",
     "load_model",
     "load_prices",
+    "load_recipe",
     "lookback_payoff",
     "make_report",
     "odeint",
+    "parse_option",
     "plot_acf",
     "plot_fan_chart",
     "plot_qq",
@@ -147,12 +161,17 @@ __all__ = [
     "plot_training_curve",
     "pooled_acf",
     "price",
+    "price_strip",
     "report_figures",
     "sample_shard",
+    "sample_to_parquet",
+    "score_facts",
     "sdeint",
     "shard_range",
     "sig_mmd_test",
+    "smile",
     "stylized_facts",
+    "synthetic_history",
     "var_es",
     "write_report",
 ]

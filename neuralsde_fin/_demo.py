@@ -61,71 +61,68 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from neuralsde_fin._cli import (
-        build_report,
-        calibrate_kwargs,
-        format_price_table,
-        load_recipe,
-        price_options,
-        recipe_prices,
-        run_calibration,
-    )
+    import torch
+
+    import neuralsde_fin as nsf
+    from neuralsde_fin._io import atomic_write_text
 
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    recipe = load_recipe(args.recipe)
-    prices = recipe_prices(recipe)
-    kw = calibrate_kwargs(recipe, steps=args.steps)
+    recipe = nsf.load_recipe(args.recipe)
+    prices = recipe.prices()
+    kw = recipe.calibrate_kwargs(steps=args.steps)
     name = str(prices.columns[0])
-    src = os.path.relpath(recipe["file"].parent / recipe["data"]["path"], ROOT)
+    src = os.path.relpath(recipe.file.parent / recipe.data["path"], ROOT)
     print(f"[demo] data: {src} ({name}), {len(prices)} trading days, "
           f"{prices.index[0].date()} .. {prices.index[-1].date()}, last close "
           f"{prices.iloc[-1, 0]:.2f}")
     print(f"[demo] 1/4 calibrate: method {kw['method']}, {kw.get('steps')} steps, window "
           f"{kw.get('window', 64)} days, batch {kw.get('batch')} (recipe {Path(args.recipe).name})")
     t = time.perf_counter()
-    model, wall = run_calibration(prices, kw, out / "model.pt", source=src,
-                                  recipe=os.path.relpath(args.recipe, ROOT))
+    model = nsf.calibrate(prices, **kw)
+    model.info.update(data=src, recipe=os.path.relpath(args.recipe, ROOT))
+    model.save(out / "model.pt")
     times["calibrate"] = time.perf_counter() - t
     hist = model.info.get("history") or [float("nan")]
-    print(f"[demo]     done in {wall:.0f} s, final loss {hist[-1]:.4g} -> {out / 'model.pt'}")
+    print(f"[demo]     done in {times['calibrate']:.0f} s, final loss {hist[-1]:.4g} -> "
+          f"{out / 'model.pt'}")
 
-    # 2. risk-neutral scenarios from the last close, a strip of calls and puts.
+    # 2. risk-neutral scenarios from the last close, a strip of calls and puts, Greeks.
     t = time.perf_counter()
     spot = float(prices.iloc[-1, 0])
     r, q = 0.02, 0.015
     print(f"[demo] 2/4 price: {args.paths} risk-neutral paths, spot {spot:.2f}, r {r}, q {q}")
     scen = model.sample(args.paths, 126, measure="risk_neutral", r=r, q=q, spot=spot, seed=1)
-    specs = []
-    for days in (21, 63, 126):
-        for m in (0.9, 0.95, 1.0, 1.05, 1.1):
-            specs.append(("call", f"{m}x", days))
-            specs.append(("put", f"{m}x", days))
-    rows = price_options(scen, specs)
-    times["price"] = time.perf_counter() - t
-    show = [x for x in rows if x["days"] == 63]
-    print(format_price_table(show))
+    specs = [(kind, f"{m}x", days) for days in (21, 63, 126)
+             for m in (0.9, 0.95, 1.0, 1.05, 1.1) for kind in ("call", "put")]
+    rows = nsf.price_strip(scen, specs)
+    print(nsf.format_price_table([x for x in rows if x["days"] == 63]))
     atm = {x["days"]: x["implied_vol"] for x in rows if x["kind"] == "call"
            and abs(x["moneyness"] - 1) < 1e-9}
     print("[demo]     ATM implied vol by maturity: " + ", ".join(
         f"{d}d {100 * v:.2f}%" for d, v in sorted(atm.items())) + "  (all 30 options in "
         "prices.json)")
-    body = json.dumps({"spot": spot, "r": r, "q": q, "n_paths": args.paths, "options": rows},
+    g = nsf.greeks(model, nsf.EuropeanCall(spot, 0.25), args.paths, r=r, q=q, spot=spot, seed=1,
+                   dtype=torch.float64)
+    print(f"[demo]     3-month ATM call, pathwise through the neural sampler: delta "
+          f"{g.delta:.4f} (SE {g.delta_stderr:.2g}), vega {g.vega:.2f} (SE {g.vega_stderr:.2g}; "
+          "dV/d(vol scale))")
+    times["price"] = time.perf_counter() - t
+    body = json.dumps({"spot": spot, "r": r, "q": q, "n_paths": args.paths, "options": rows,
+                       "greeks_atm_3m_call": {"delta": g.delta, "delta_stderr": g.delta_stderr,
+                                              "vega": g.vega, "vega_stderr": g.vega_stderr}},
                       indent=2)
-    tmp = out / ".prices.json.tmp"
-    tmp.write_text(body.replace("NaN", "null"))
-    os.replace(tmp, out / "prices.json")
+    atomic_write_text(out / "prices.json", body.replace("NaN", "null"))
 
     # 3-4. evaluation against GBM and GJR-GARCH-t, report with figures.
     print(f"[demo] 3/4 evaluate: {args.eval_paths} model paths of 64 days vs the data's "
           "non-overlapping 64-day windows, GBM and GJR-GARCH-t fitted on the same history")
     t = time.perf_counter()
-    rep, path, _ = build_report(model, prices, out, horizon=64, paths=args.eval_paths,
-                                n_perm=args.n_perm, seed=0, fmt="markdown", fan_days=126,
-                                smile_paths=4000)
+    rep, path = nsf.make_report(out, model, prices, horizon=64, lags=20, paths=args.eval_paths,
+                                n_perm=args.n_perm, seed=0, fan_days=126, smile_paths=4000)
     times["evaluate + report"] = time.perf_counter() - t
     table = rep.table
     cols = list(table.columns)
@@ -135,11 +132,13 @@ def _run(args: argparse.Namespace) -> int:
     for row in SUMMARY_ROWS:
         if row in table.index:
             print(f"{row:<{width}}" + "".join(f"{_fmt(table.loc[row, c]):>13}" for c in cols))
+    for v in rep.verdicts():
+        print(f"[demo]     verdict: {v}")
     figs = sorted(p.name for p in out.glob("*.png"))
     total = time.perf_counter() - t_start
     summary = {"wall_time_s": round(total, 1), **{f"{k}_s": round(v, 1) for k, v in
                                                  times.items()}}
-    (out / "timing.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "timing.json", json.dumps(summary, indent=2))
     print(f"[demo] wrote {path}, metrics.json, prices.json, model.pt and {len(figs)} figures: "
           f"{', '.join(figs)}")
     print("[demo] wall time " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())

@@ -39,21 +39,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import inspect
-import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-
-PART_PATTERN = "part-{rank}.parquet"
-_PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 
 
 # --------------------------------------------------------------------------- rank / world
@@ -261,231 +254,107 @@ def sample_shard(
     out_dir: str | os.PathLike | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    progress: bool = False,
     **sample_options: Any,
 ) -> Any:
     """Sample this rank's contiguous share of ``n_paths`` global paths (and write its shard).
 
-    The single-process sampler simulates the paths in chunks of ``chunk_size`` consecutive
-    global ids. Rank r of W takes the chunks ``shard_range(n_chunks, r, W)``, i.e. global
-    paths [lo, hi) with lo and hi on chunk boundaries (hi = n_paths for the last rank), and
-    draws them by ``model.sample(hi - lo, horizon, path_offset=lo, **sample_options)``. With
-    counter-based noise these are exactly paths lo .. hi - 1 of a single-process
-    ``model.sample(n_paths, horizon, **sample_options)``, computed in the same chunks, so the
-    union of the shards equals it bit for bit (aligning the chunks matters: a matrix product's
-    rounding of one row can depend on the row's position in the block, so a path is only
-    reproducible bit for bit within the same chunk). No communication is needed; rank and world
-    size come from the initialised process group or torchrun's environment unless given.
+    Rank r of W takes the global paths ``[lo, hi) = shard_range(n_paths, r, W)`` (whole
+    antithetic pairs with ``antithetic=True``) and draws them by ``model.sample(...,
+    path_offset=lo)``: with counter-based noise, and a path's values independent of the batch
+    it is solved in, these are exactly paths lo .. hi - 1 of a single-process sample, so the
+    union of the shards equals it bit for bit, for any ``n_paths`` and chunk size. No
+    communication is needed; rank and world size come from the initialised process group or
+    torchrun's environment unless given.
 
-    With ``out_dir`` the shard is written (atomically) to ``out_dir/part-<rank>.parquet``; its
-    ``path`` column holds the global path ids and its metadata records the shard
-    (``path_offset``, ``n_paths_local``, ``n_paths_total``, ``chunk_size``, ``rank``,
-    ``world_size``). :func:`combine_shards` (or
-    ``Scenarios.from_parquet(out_dir)``) reads the union back.
+    With ``out_dir`` the shard is streamed (``nsf.sample_to_parquet``, memory bounded by the
+    chunk) to ``out_dir/part-<rank>.parquet``, its ``path`` column holding the global ids and
+    its metadata the shard (``path_offset``, ``n_paths_local``, ``n_paths_total``, ``rank``,
+    ``world_size``); ``nsf.Scenarios.from_parquet(out_dir)`` reads the union back. Without it,
+    the shard's ``nsf.Scenarios`` is returned.
 
     Args:
-        model: a model whose ``sample`` accepts ``path_offset`` (``nsf.MarketModel``).
-        n_paths: total number of paths over all ranks (at least one chunk per rank).
+        model: any model with the shared sampling signature (``path_offset``).
+        n_paths: total number of paths over all ranks.
         horizon: number of steps.
-        out_dir: folder for the shard files (created if missing); None: do not write.
+        out_dir: folder for the shard files (created if missing); None: return the samples.
         rank: this rank (default: detected).
         world_size: number of ranks (default: detected).
+        progress: a progress bar over this rank's paths.
         **sample_options: passed to ``model.sample`` (measure, r, q, spot, seed, dt, ...).
 
     Returns:
-        The shard's ``nsf.Scenarios`` (hi - lo paths, global ids lo .. hi - 1).
-
-    Shape:
-        prices: (hi - lo, horizon + 1, n_assets).
+        With ``out_dir``: ``(path written, number of paths of this rank)``; else the shard's
+        ``nsf.Scenarios`` (hi - lo paths, global ids lo .. hi - 1).
     """
+    from neuralsde_fin._scenario_files import PART_PATTERN, sample_to_parquet
+    from neuralsde_fin._validate import check_int
+
     r0, w0 = rank_and_world()
     rank = r0 if rank is None else rank
     world_size = w0 if world_size is None else world_size
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
+    check_int("world_size", world_size)
+    check_int("rank", rank, 0, world_size - 1)
+    check_int("n_paths", n_paths)
     sig = inspect.signature(model.sample).parameters
     if "path_offset" not in sig:
-        raise ValueError(
-            f"model {type(model).__name__} cannot be sampled by shards: its sample() has no "
-            "path_offset argument"
-        )
+        raise ValueError(f"model {type(model).__name__} cannot be sampled by shards: its "
+                         "sample() has no path_offset argument")
     if "path_offset" in sample_options:
         raise ValueError("path_offset is set by sample_shard; do not pass it")
-    default_chunk = sig["chunk_size"].default if "chunk_size" in sig else 1
-    chunk = sample_options.get("chunk_size", default_chunk)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk!r}")
-    if isinstance(n_paths, bool) or not isinstance(n_paths, int) or n_paths < 1:
-        raise ValueError(f"n_paths must be a positive integer, got {n_paths!r}")
-    if sample_options.get("antithetic") and chunk % 2:
-        raise ValueError(f"antithetic shards need an even chunk_size, got {chunk}")
-    n_chunks = -(-n_paths // chunk)
-    if n_chunks < world_size:
-        raise ValueError(
-            f"n_paths={n_paths} makes {n_chunks} chunks of chunk_size={chunk}, fewer than the "
-            f"{world_size} ranks: lower chunk_size (the same value for the single-process run)"
-        )
-    c_lo, c_hi = shard_range(n_chunks, rank, world_size)
-    lo, hi = c_lo * chunk, min(c_hi * chunk, n_paths)
-    scen = model.sample(hi - lo, horizon, path_offset=lo, **sample_options)
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        scen.to_parquet(
-            os.path.join(os.fspath(out_dir), PART_PATTERN.format(rank=rank)),
-            path_offset=lo,
-            extra_metadata={
-                "path_offset": lo,
-                "n_paths_local": hi - lo,
-                "n_paths_total": n_paths,
-                "chunk_size": chunk,
-                "rank": rank,
-                "world_size": world_size,
-            },
-        )
-    return scen
+    anti = bool(sample_options.get("antithetic"))
+    if anti and n_paths % 2:
+        raise ValueError(f"antithetic sampling needs an even n_paths, got {n_paths}")
+    lo, hi = shard_range(n_paths, rank, world_size, multiple=2 if anti else 1)
+    if out_dir is None:
+        return model.sample(hi - lo, horizon, path_offset=lo, **sample_options)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(os.fspath(out_dir), PART_PATTERN.format(rank=rank))
+    shard = {"path_offset": lo, "n_paths_local": hi - lo, "n_paths_total": n_paths,
+             "rank": rank, "world_size": world_size}
+    if hi == lo:
+        raise ValueError(f"n_paths={n_paths} leaves rank {rank} of {world_size} no path")
+    return sample_to_parquet(model, path, hi - lo, horizon, path_offset=lo, shard=shard,
+                             progress=progress, **sample_options), hi - lo
 
 
 def write_samples(
-    model: Any, out: str | os.PathLike, n_paths: int, horizon: int, **sample_options: Any
-) -> str:
-    """Sample ``n_paths`` paths and write them to ``out``: the one call behind ``sample --out``.
+    model: Any, out: str | os.PathLike, n_paths: int, horizon: int, *, progress: bool = False,
+    **sample_options: Any,
+) -> tuple[str, int]:
+    """Sample ``n_paths`` paths to ``out``: the one call behind ``sample --out``.
 
-    - ``out`` ending in ``.parquet``: one process writes one file (``model.sample`` then
-      ``Scenarios.to_parquet``); refused under torchrun with more than one rank.
+    - ``out`` ending in ``.parquet``: one process streams one file
+      (``nsf.sample_to_parquet``); refused under torchrun with more than one rank.
     - any other ``out``: a directory; this rank writes ``out/part-<rank>.parquet`` with
-      :func:`sample_shard` (rank and world size from torchrun's environment; a single process
-      writes ``part-0.parquet``). The union (:func:`combine_shards`) equals the single-process
-      sample with the same seed and chunk_size, bit for bit.
-
-    Args:
-        model: the model to sample (for a directory: ``sample`` must accept ``path_offset``).
-        out: a ``.parquet`` file or a directory.
-        n_paths: total number of paths.
-        horizon: number of steps.
-        **sample_options: passed to ``model.sample`` (measure, r, q, spot, seed, dt, ...).
+      :func:`sample_shard` (a single process writes ``part-0.parquet``). The union equals the
+      single-process sample with the same seed, bit for bit.
 
     Returns:
-        The path of the file this process wrote.
+        ``(path written, number of paths this process wrote)``.
     """
+    from neuralsde_fin._scenario_files import sample_to_parquet
+
     rank, world = rank_and_world()
     out = os.fspath(out)
     if out.endswith(".parquet"):
         if world > 1:
-            raise ValueError(
-                f"out must be a directory under torchrun ({world} ranks write "
-                f"part-<rank>.parquet), got the file {out!r}"
-            )
-        model.sample(n_paths, horizon, **sample_options).to_parquet(out)
-        return out
-    sample_shard(model, n_paths, horizon, out_dir=out, rank=rank, world_size=world,
-                 **sample_options)
-    return os.path.join(out, PART_PATTERN.format(rank=rank))
-
-
-def is_shard_dir(directory: str | os.PathLike) -> bool:
-    """True if ``directory`` holds ``part-<rank>.parquet`` files written by :func:`sample_shard`."""
-    import pyarrow.parquet as pq
-
-    from neuralsde_fin._scenarios import _META_KEY
-
-    try:
-        first = shard_files(directory)[0]
-    except ValueError:
-        return False
-    raw = (pq.read_schema(first).metadata or {}).get(_META_KEY)
-    return raw is not None and "shard" in json.loads(raw)
-
-
-def shard_files(directory: str | os.PathLike) -> list[str]:
-    """The ``part-<rank>.parquet`` files of ``directory``, in rank order."""
-    d = os.fspath(directory)
-    if not os.path.isdir(d):
-        raise ValueError(f"directory {d!r} does not exist")
-    found = []
-    for f in glob.glob(os.path.join(d, "part-*.parquet")):
-        m = _PART_RE.match(os.path.basename(f))
-        if m:
-            found.append((int(m.group(1)), f))
-    if not found:
-        raise ValueError(f"directory {d!r} holds no part-<rank>.parquet files")
-    return [f for _, f in sorted(found)]
+            raise ValueError(f"out must be a directory under torchrun ({world} ranks write "
+                             f"part-<rank>.parquet), got the file {out!r}")
+        return sample_to_parquet(model, out, n_paths, horizon, progress=progress,
+                                 **sample_options), n_paths
+    return sample_shard(model, n_paths, horizon, out_dir=out, rank=rank, world_size=world,
+                        progress=progress, **sample_options)
 
 
 def combine_shards(directory: str | os.PathLike) -> Any:
-    """Read the shards written by :func:`sample_shard` into one ``nsf.Scenarios``.
-
-    Checks that the parts come from one sampling run (same world size, total, seed, measure,
-    rates, model, dates and times) and that their global path ids cover 0 .. n_paths - 1
-    exactly once; the paths are returned in global id order, equal bit for bit to a
-    single-process sample with the same seed.
-
-    Args:
-        directory: the folder given as ``out_dir``.
-
-    Returns:
-        ``nsf.Scenarios`` with all n_paths paths.
+    """The union of the shards of ``directory`` as one ``nsf.Scenarios``, in global path order
+    (``nsf.Scenarios.from_parquet(directory)``; checked to come from one run and to cover every
+    path id once).
 
     Shape:
         prices: (n_paths_total, n_times, n_assets).
     """
-    import pyarrow.parquet as pq
+    from neuralsde_fin._scenarios import Scenarios
 
-    from neuralsde_fin._scenarios import _META_KEY, Scenarios
-
-    files = shard_files(directory)
-    metas, blocks, times = [], [], None
-    for f in files:
-        table = pq.read_table(f)
-        raw = (table.schema.metadata or {}).get(_META_KEY)
-        meta = None if raw is None else json.loads(raw)
-        if meta is None or "shard" not in meta:
-            raise ValueError(f"{f!r} is not a shard written by sample_shard (no shard metadata)")
-        shard = meta["shard"]
-        n_local = int(shard["n_paths_local"])
-        steps = table.column("step").to_numpy()
-        n_times = int(steps.max()) + 1 if len(steps) else 0
-        if n_local * n_times != table.num_rows:
-            raise ValueError(f"{f!r}: {table.num_rows} rows, expected {n_local} x {n_times}")
-        ids = table.column("path").to_numpy()
-        lo = shard["path_offset"]
-        expect = np.repeat(np.arange(lo, lo + n_local, dtype=np.int64), n_times)
-        if not np.array_equal(ids, expect) or not np.array_equal(
-            steps, np.tile(np.arange(n_times, dtype=steps.dtype), n_local)
-        ):
-            raise ValueError(f"{f!r}: rows are not paths {lo}..{lo + n_local - 1} in order")
-        t = table.column("time").to_numpy()[:n_times]
-        if times is None:
-            times = t
-        elif not np.array_equal(t, times):
-            raise ValueError(f"{f!r}: its time grid differs from {files[0]!r}")
-        names = meta["asset_names"]
-        blocks.append(
-            np.stack([table.column(n).to_numpy().reshape(n_local, n_times) for n in names], -1)
-        )
-        metas.append(meta)
-    first = metas[0]
-    world = first["shard"]["world_size"]
-    keys = [k for k in first if k != "shard"] + ["n_paths_total", "chunk_size", "world_size"]
-    for f, m in zip(files, metas):
-        merged = {**{k: v for k, v in m.items() if k != "shard"}, **m["shard"]}
-        ref = {**{k: v for k, v in first.items() if k != "shard"}, **first["shard"]}
-        bad = [k for k in keys if merged.get(k) != ref.get(k)]
-        if bad:
-            raise ValueError(f"{f!r} is from a different sampling run ({', '.join(bad)} differ)")
-    ranks = [m["shard"]["rank"] for m in metas]
-    if ranks != list(range(world)):
-        raise ValueError(
-            f"directory {os.fspath(directory)!r} holds the shards of ranks {ranks}, expected "
-            f"0..{world - 1}"
-        )
-    offsets = [m["shard"]["path_offset"] for m in metas]
-    ends = [o + m["shard"]["n_paths_local"] for o, m in zip(offsets, metas)]
-    if offsets[0] != 0 or ends[-1] != first["shard"]["n_paths_total"] or offsets[1:] != ends[:-1]:
-        raise ValueError(
-            f"the shards of {os.fspath(directory)!r} do not cover the paths 0.."
-            f"{first['shard']['n_paths_total'] - 1} exactly once"
-        )
-    dtype = getattr(torch, first.get("dtype", "float64"))
-    prices = torch.as_tensor(np.concatenate(blocks, axis=0), dtype=dtype)
-    return Scenarios._from_meta(torch.as_tensor(times.copy(), dtype=dtype), prices, first)
+    return Scenarios.from_parquet(directory)

@@ -9,3 +9,7 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: missing, truncated, corrupted or of another format."""
+
+
+class RecipeError(ValueError):
+    """A calibration recipe that cannot be used; the message names the file and the key."""

@@ -1,4 +1,5 @@
-"""The class-decorator registries behind ``SOLVERS``, ``ODE_SOLVERS`` and ``LOSSES``.
+"""The one registry decorator behind ``SOLVERS``, ``ODE_SOLVERS``, ``LOSSES``, ``BASELINES`` and the
+command line's ``COMMANDS``.
 
 A leaf module with no package imports, so any layer may use it.
 """
@@ -8,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T")
 
 
 def registrar(table: dict[str, T], kind: str) -> Callable[[str], Callable[[T], T]]:
-    """A ``register(name)`` class decorator that adds classes to ``table`` and sets ``cls.name``.
+    """A ``register(name)`` decorator that adds a class (or function) to ``table`` and sets its
+    ``name`` attribute.
 
     Args:
-        table: the registry, name -> class.
-        kind: what the classes are, for the error on a duplicate name (e.g. "solver").
+        table: the registry, name -> class or function.
+        kind: what the entries are, for the error on a duplicate name (e.g. "solver").
     """
 
     def register(name: str) -> Callable[[T], T]:

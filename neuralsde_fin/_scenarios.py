@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from neuralsde_fin._io import atomic_writer
-
-MEASURES = ("historical", "risk_neutral")
-TRADING_DAYS = 252
-_META_KEY = b"neuralsde_fin"
+from neuralsde_fin._calendar import MEASURES, TRADING_DAYS
+from neuralsde_fin._io import atomic_write_text
 
 
 def _as_float_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -189,6 +185,38 @@ class Scenarios:
         data = p.transpose(1, 2, 0).reshape(self.n_times, -1)
         return pd.DataFrame(data, index=index, columns=cols)
 
+    def to_csv(self, path: str | os.PathLike[str], layout: str = "long") -> None:
+        """Write the paths as CSV, atomically.
+
+        Args:
+            path: the file to write.
+            layout: ``"long"``: one row per (path, step) with columns ``path, step, time,
+                date`` and one price column per asset; ``"wide"``: one row per date, one
+                column per path (``asset/pathN`` with several assets).
+        """
+        if layout not in ("long", "wide"):
+            raise ValueError(f"layout must be 'long' or 'wide', got {layout!r}")
+        if layout == "wide":
+            frame = self.to_frame()
+            if self.n_assets == 1:
+                frame.columns = [f"path{p}" for _, p in frame.columns]
+            else:
+                frame.columns = [f"{a}/path{p}" for a, p in frame.columns]
+            text = frame.to_csv(date_format="%Y-%m-%d")
+        else:
+            p = self.prices.detach().cpu().numpy()
+            n_paths, n_times, _ = p.shape
+            cols: dict[str, Any] = {
+                "path": np.repeat(np.arange(n_paths), n_times),
+                "step": np.tile(np.arange(n_times), n_paths),
+                "time": np.tile(self.times.detach().cpu().numpy(), n_paths),
+                "date": np.tile(self.dates.strftime("%Y-%m-%d").to_numpy(), n_paths),
+            }
+            for j, name in enumerate(self.asset_names):
+                cols[name] = p[:, :, j].reshape(-1)
+            text = pd.DataFrame(cols).to_csv(index=False)
+        atomic_write_text(path, text)
+
     def _asset_index(self, asset: int | str) -> int:
         if isinstance(asset, str):
             if asset not in self.asset_names:
@@ -220,90 +248,60 @@ class Scenarios:
         path_offset: int = 0,
         extra_metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write a long table (path, step, time, date, one column per asset) atomically.
+        """Write the paths to a Parquet file, atomically (layout: ``_scenario_files``).
 
-        The measure, rates, seed, model identity, valuation date and antithetic flag are stored
-        in the file's key-value metadata under ``"neuralsde_fin"``. The file is written to a
-        temporary file in the same directory and renamed, so it is never left half-written.
+        One row per path (its global id, then one column per asset and time step), row groups
+        of ``ROW_GROUP_PATHS`` paths; the measure, rates, seed, model identity, valuation date,
+        antithetic flag and time grid in the file's metadata under ``"neuralsde_fin"``.
+        ``nsf.sample_to_parquet`` writes the same file chunk by chunk.
 
         Args:
             path: the file to write.
-            path_offset: global id of the first path (a shard of a larger sample): the
-                ``path`` column holds ``path_offset .. path_offset + n_paths - 1``.
+            path_offset: global id of the first path (a shard of a larger sample).
             extra_metadata: stored in the metadata under ``"shard"`` (see
                 ``nsf.sample_shard``).
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from neuralsde_fin._scenario_files import ScenarioWriter
 
-        p = self.prices.detach().cpu().numpy()
-        n_paths, n_times, _ = p.shape
-        cols: dict[str, Any] = {
-            "path": np.repeat(
-                np.arange(path_offset, path_offset + n_paths, dtype=np.int64), n_times
-            ),
-            "step": np.tile(np.arange(n_times, dtype=np.int32), n_paths),
-            "time": np.tile(self.times.detach().cpu().numpy(), n_paths),
-            "date": np.tile(self.dates.values.astype("datetime64[ns]"), n_paths),
-        }
-        for j, name in enumerate(self.asset_names):
-            cols[name] = p[:, :, j].reshape(-1)
-        table = pa.table(cols)
-        meta = dict(table.schema.metadata or {})
-        info = self.metadata()
+        meta = self.metadata()
         if extra_metadata is not None:
-            info["shard"] = dict(extra_metadata)
-        meta[_META_KEY] = json.dumps(info).encode()
-        table = table.replace_schema_metadata(meta)
-        with atomic_writer(path) as tmp:
-            pq.write_table(table, tmp)
+            meta["shard"] = dict(extra_metadata)
+        with ScenarioWriter(path, meta, self.times.detach().cpu().double().numpy(),
+                            meta["dtype"]) as w:
+            ids = np.arange(path_offset, path_offset + self.n_paths, dtype=np.int64)
+            w.write(ids, self.prices.detach().cpu().numpy())
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> Scenarios:
-        """Read scenarios written by :meth:`to_parquet`.
+        """Read scenarios written by :meth:`to_parquet` or ``nsf.sample_to_parquet``.
 
-        ``path`` may also be a directory of parts: the ``part-<rank>.parquet`` shards of
-        ``nsf.sample_shard`` are checked and combined by ``nsf.combine_shards`` (global path
-        order, bit for bit the single-process sample); other ``.parquet`` parts with global
-        path ids are read as their union, ordered by path.
+        ``path`` may also be a folder of ``part-<rank>.parquet`` shards (``nsf.sample_shard``):
+        they are checked to come from one run and to cover every path id once, and are read in
+        global path order, bit for bit the single-process sample. Files of the earlier long
+        layout are read too. For files larger than memory, price and measure risk from the file
+        itself (``nsf.price(path, ...)``, ``nsf.var_es(path, ...)``), chunk by chunk.
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from neuralsde_fin._scenario_files import read_arrays
 
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ValueError(f"path {path!r} does not exist")
-        if os.path.isdir(path):
-            from neuralsde_fin._distributed import combine_shards, is_shard_dir
-
-            if is_shard_dir(path):
-                return combine_shards(path)
-            parts = sorted(
-                os.path.join(path, f) for f in os.listdir(path)
-                if f.endswith(".parquet") and not f.startswith(".")
-            )
-            if not parts:
-                raise ValueError(f"directory {path!r} holds no .parquet file")
-            tables = [pq.read_table(f) for f in parts]
-            table = pa.concat_tables(tables).replace_schema_metadata(tables[0].schema.metadata)
-        else:
-            table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(_META_KEY)
-        if raw is None:
-            raise ValueError(f"{path!r} has no neuralsde_fin metadata: not written by to_parquet")
-        meta: Mapping[str, Any] = json.loads(raw)
-        frame = table.to_pandas().sort_values(["path", "step"], kind="stable")
-        paths = frame["path"].to_numpy()
-        n_paths = len(np.unique(paths))
-        n_times = len(frame) // max(n_paths, 1)
-        if n_paths * n_times != len(frame):
-            raise ValueError(f"{path!r}: paths have unequal lengths")
-        names = list(meta["asset_names"])
+        meta, times, prices = read_arrays(path)
         dtype = getattr(torch, meta.get("dtype", "float64"))
-        prices = np.stack([frame[n].to_numpy() for n in names], axis=-1)
-        prices = torch.as_tensor(prices.reshape(n_paths, n_times, len(names)).copy(), dtype=dtype)
-        times = torch.as_tensor(frame["time"].to_numpy()[:n_times].copy(), dtype=dtype)
-        return cls._from_meta(times, prices, {**meta, "asset_names": names})
+        return cls._from_meta(torch.as_tensor(times, dtype=dtype),
+                              torch.as_tensor(prices, dtype=dtype), meta)
+
+    @classmethod
+    def iter_parquet(cls, path: str | os.PathLike[str], *, steps: list[int] | None = None
+                     ) -> Iterator[Scenarios]:
+        """The scenarios of a file or shard folder, one row group at a time (bounded memory).
+
+        Each chunk is a ``Scenarios`` with the file's metadata (antithetic pairs stay whole:
+        row groups hold an even number of paths). ``steps`` reads only those time steps.
+        """
+        from neuralsde_fin._scenario_files import iter_chunks
+
+        for meta, times, _ids, prices in iter_chunks(path, steps=steps):
+            dtype = getattr(torch, meta.get("dtype", "float64"))
+            yield cls._from_meta(torch.as_tensor(times, dtype=dtype),
+                                 torch.as_tensor(prices, dtype=dtype), meta)
 
     @classmethod
     def _from_meta(

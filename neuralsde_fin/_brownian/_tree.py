@@ -12,6 +12,7 @@ import torch
 
 from neuralsde_fin._brownian import _kernels
 from neuralsde_fin._brownian._counter import absorb, key_states_np, seed_state
+from neuralsde_fin._validate import check_int
 
 __all__ = ["VirtualBrownianTree"]
 
@@ -275,9 +276,7 @@ class VirtualBrownianTree:
             raise ValueError(f"seed must be an int, got {seed!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if (isinstance(path_offset, bool) or not isinstance(path_offset, (int, np.integer))
-                or path_offset < 0):
-            raise ValueError(f"path_offset must be a non-negative int, got {path_offset!r}")
+        check_int("path_offset", path_offset, 0)
         span = t1 - t0
         self._span = span
         self.t0, self.t1, self.shape = t0, t1, shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from neuralsde_fin._calendar import TRADING_DAYS
 from neuralsde_fin._calibrate._losses import LOSSES, get_loss
 from neuralsde_fin._calibrate._train import OPTIMIZERS, train
 from neuralsde_fin._models._market import MarketModel
+from neuralsde_fin._validate import check_int
 
 #: Per-method defaults, chosen with the cost figures of DESIGN section 3 in mind.
 #: sigkernel: cost ~ batch^2 x length^2 -> batch 32 and every 2nd point of the 64-step windows
@@ -31,7 +33,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "sigw1": {"batch": 128, "loss": {"depth": 4, "lead_lag": True}},
     # sdegan: the recipe of Kidger et al. 2021 / torchsde's sde_gan example (Adadelta for both
     # networks, discriminator learning rate 5x the generator's, weight decay 0.01, SWA from the
-    # halfway point, weight clipping); batch 128 keeps a step near 0.1 CPU s on the 2-core
+    # halfway point, weight clipping); batch 128 keeps a step short on a small
     # machine. Adadelta's step grows only slowly from sqrt(eps) ~ 1e-3 per unit lr, so the
     # example's 2e-4 / 1e-3 (for 10,000 steps) are raised to 0.1 / 0.5 for a few hundred steps;
     # on the bundled S&P 500 (300 steps) this matched the daily vol to 4%.
@@ -113,7 +115,7 @@ def calibrate(
         callback: ``callback(step, loss)`` after every step (on every rank under torchrun).
         num_threads: torch intra-op threads during training, restored afterwards (None: leave
             as is). The networks are small, so one thread is fastest; on a shared machine
-            extra threads were measured 10x slower or worse.
+            extra threads can be much slower (benchmarks/README.md).
         compile: ``torch.compile`` the reversible-Heun steps of the fused networks (adjoint
             solves, the sdegan discriminator). None: ``NEURALSDE_FIN_COMPILE`` if set, else on
             for runs of at least 1000 steps, which pay back the 20-30 s of compilation. Falls
@@ -141,6 +143,8 @@ def calibrate(
     """
     from neuralsde_fin.data import windows
 
+    t_start = time.perf_counter()
+
     if method not in LOSSES:
         raise ValueError(f"method must be one of {sorted(LOSSES)}, got {method!r}")
     for name, v in (
@@ -149,16 +153,14 @@ def calibrate(
         ("checkpoint_every", checkpoint_every),
         ("max_bad_steps", max_bad_steps),
     ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_int(name, v)
     defaults = METHOD_DEFAULTS.get(method, {})
     batch = defaults.get("batch", 32) if batch is None else batch
     lr = defaults.get("lr", 3e-3) if lr is None else lr
     optimizer = defaults.get("optimizer", "adam") if optimizer is None else optimizer
     swa_start = defaults.get("swa_start", 0.75) if swa_start is None else swa_start
     weight_decay = defaults.get("weight_decay", 0.0)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
-        raise ValueError(f"batch must be an integer >= 2, got {batch!r}")
+    check_int("batch", batch, 2)
     if not (isinstance(lr, (int, float)) and lr > 0 and np.isfinite(lr)):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if optimizer not in OPTIMIZERS:
@@ -241,9 +243,32 @@ def calibrate(
                 weight_decay=weight_decay,
                 compile=compile,
             )
-            model.info.update(method=method, loss_options=lopts, window=window)
+            model.info.update(method=method, loss_options=lopts, window=window,
+                              wall_time_s=round(time.perf_counter() - t_start, 2),
+                              **_provenance(prices))
             if checkpoint_dir is not None and rank == 0:
                 model.save(os.path.join(os.fspath(checkpoint_dir), "model.pt"))
     finally:
         torch.set_num_threads(old_threads)
     return model
+
+
+def _provenance(prices: Any) -> dict[str, Any]:
+    """What a checkpoint records of its data: source, assets, dates, last closes."""
+    import pandas as pd
+
+    if isinstance(prices, pd.Series):
+        prices = prices.to_frame()
+    if not isinstance(prices, pd.DataFrame):
+        arr = np.asarray(prices, dtype=np.float64)
+        arr = arr[:, None] if arr.ndim == 1 else arr
+        return {"assets": [f"asset{j}" for j in range(arr.shape[1])],
+                "last_prices": [float(v) for v in arr[-1]]}
+    out: dict[str, Any] = {
+        "assets": [str(c) for c in prices.columns],
+        "last_prices": [float(v) for v in prices.iloc[-1].to_numpy()],
+        "data": prices.attrs.get("source", "<DataFrame>"),
+    }
+    if isinstance(prices.index, pd.DatetimeIndex):
+        out.update(first_date=str(prices.index[0].date()), last_date=str(prices.index[-1].date()))
+    return out

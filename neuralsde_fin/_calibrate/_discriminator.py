@@ -203,7 +203,7 @@ def gradient_penalty(
     Computed with the discriminator backpropagating through the solve (double backward), so it
     costs about twice a discriminator pass, recorded op by op (never compiled);
     :func:`penalty_probes` gives the same value and gradient (to O(h^2)) from first-order
-    passes, 1.7x faster per step of the OU toy's recipe (``benchmarks/README.md``).
+    passes, faster per step (``benchmarks/README.md``).
 
     Args:
         discriminator: the discriminator.

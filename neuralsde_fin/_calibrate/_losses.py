@@ -28,6 +28,9 @@ from torch import nn
 
 from neuralsde_fin._registry import registrar
 from neuralsde_fin._signature import augment, signature, split_levels
+from neuralsde_fin._signature._kernel import sig_kernel_gram
+from neuralsde_fin._signature._kernel import static_kernel as make_static_kernel
+from neuralsde_fin._validate import check_int
 
 LOSSES: dict[str, type[Loss]] = {}
 
@@ -149,8 +152,7 @@ class SigW1(Loss):
         scales: list[float] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        check_int("depth", depth)
         if level_scaling not in ("data", "factorial", "none"):
             raise ValueError(
                 f"level_scaling must be 'data', 'factorial' or 'none', got {level_scaling!r}"
@@ -215,16 +217,6 @@ class SigW1(Loss):
         return sum((w * dk).pow(2).sum() for w, dk in zip(weights, diff))
 
 
-def _static_kernel(name: str, sigma: float, scale: float):
-    import pysiglib.torch_api as ps
-
-    if name == "linear":
-        return ps.ScaledLinearKernel(scale) if scale != 1.0 else ps.LinearKernel()
-    if name == "rbf":
-        return ps.RBFKernel(sigma)
-    raise ValueError(f"static_kernel must be 'linear' or 'rbf', got {name!r}")
-
-
 @register("sigkernel")
 class SigKernelMMD(Loss):
     """Signature-kernel MMD^2 (unbiased) / scoring rule between model and data path laws.
@@ -241,11 +233,10 @@ class SigKernelMMD(Loss):
     proper: the true law minimises its expectation. E[MMD^2_u] = MMD^2 >= 0, zero iff the laws
     agree (the kernel is characteristic on time-augmented paths with basepoint).
 
-    Cost: the three Gram matrices cost batch^2 x length^2 x 4^dyadic_order PDE cells. Measured
-    on the 2-core reference machine (2 channels, 64 points, dyadic order 0, n_jobs=2): loss and
-    gradient take 0.74 s at batch 64 and 3.6 s at batch 128 in float32, 2.5x more in float64.
-    Defaults therefore: dyadic order 0, float32 when the paths are float32, ``subsample``
-    available to thin long windows (cost / subsample^2), and recipes use batch <= 64
+    Cost: the three Gram matrices cost batch^2 x length^2 x 4^dyadic_order PDE cells (timings:
+    ``benchmarks/README.md``). Defaults therefore: dyadic order 0, float32 when the paths are
+    float32, ``subsample`` available to thin long windows (cost / subsample^2), and recipes use
+    batch <= 64
     (``nsf.calibrate`` uses batch 32, subsample 2 and an RBF static kernel of bandwidth 1 on
     normalised paths: with the linear static kernel the signature kernel grows like
     exp(scale |x|^2) and the estimator becomes heavy-tailed on paths of size about 1).
@@ -262,7 +253,7 @@ class SigKernelMMD(Loss):
         subsample: keep every ``subsample``-th point (always the last one too).
         objective: "mmd" (default) or "score".
         dtype: compute dtype (None = the paths' dtype).
-        n_jobs: pysiglib threads.
+        n_jobs: pysiglib threads (None: the CPUs this process may use).
 
     Shape:
         fake_paths, real_paths: (batch, length, channels), batch >= 2 -> scalar.
@@ -286,18 +277,16 @@ class SigKernelMMD(Loss):
         subsample: int = 1,
         objective: str = "mmd",
         dtype: str | None = None,
-        n_jobs: int = 2,
+        n_jobs: int | None = None,
     ) -> None:
         super().__init__()
         if objective not in ("mmd", "score"):
             raise ValueError(f"objective must be 'mmd' or 'score', got {objective!r}")
-        if not isinstance(dyadic_order, int) or dyadic_order < 0:
-            raise ValueError(f"dyadic_order must be an integer >= 0, got {dyadic_order!r}")
-        if not isinstance(subsample, int) or subsample < 1:
-            raise ValueError(f"subsample must be an integer >= 1, got {subsample!r}")
+        check_int("dyadic_order", dyadic_order, 0)
+        check_int("subsample", subsample)
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
-        self.kernel = _static_kernel(static_kernel, float(sigma), float(scale))
+        self.kernel = make_static_kernel(static_kernel, sigma=float(sigma), scale=float(scale))
         self.dyadic_order = dyadic_order
         self.lead_lag = lead_lag
         self.time_aug = time_aug
@@ -332,11 +321,8 @@ class SigKernelMMD(Loss):
 
     def gram(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Signature-kernel Gram matrix of two batches of already-prepared paths."""
-        import pysiglib.torch_api as ps
-
-        return ps.sig_kernel_gram(
-            x, y, dyadic_order=self.dyadic_order, static_kernel=self.kernel, n_jobs=self.n_jobs
-        )
+        return sig_kernel_gram(x, y, kernel=self.kernel, dyadic_order=self.dyadic_order,
+                               n_jobs=self.n_jobs)
 
     def forward(self, fake_paths: torch.Tensor, real_paths: torch.Tensor) -> torch.Tensor:
         _check_pair(fake_paths, real_paths)

@@ -40,6 +40,7 @@ from neuralsde_fin._calibrate._discriminator import (
     wasserstein_critic,
 )
 from neuralsde_fin._calibrate._losses import Loss, register
+from neuralsde_fin._validate import check_int
 
 # Keys of the loss's own random streams under ``calibrate``'s seed.
 _KEY_DISC_INIT, _KEY_GP_ALPHA = 81, 82
@@ -94,8 +95,7 @@ class SDEGANLoss(Loss):
         if gp_method not in GP_METHODS:
             raise ValueError(f"gp_method must be one of {GP_METHODS}, got {gp_method!r}")
         for name, v in (("hidden", hidden), ("width", width), ("depth", depth)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, v)
         if not d_lr > 0:
             raise ValueError(f"d_lr must be positive, got {d_lr!r}")
         self._config = dict(

@@ -40,8 +40,8 @@ from torch import Tensor
 
 from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._errors import CheckpointError
-from neuralsde_fin._models._checkpoint import checkpoint_dict, model_from_checkpoint
-from neuralsde_fin._models._io import atomic_save, safe_load
+from neuralsde_fin._models._checkpoint import model_from_checkpoint
+from neuralsde_fin._models._io import atomic_save, checkpoint_dict, safe_load
 from neuralsde_fin._models._market import MarketModel
 from neuralsde_fin._solvers._compiled import compiled_solvers
 from neuralsde_fin._solvers._compiled import resolve as resolve_compile

@@ -8,20 +8,20 @@ from neuralsde_fin._evaluate._baselines import (
     GJRGarchBaseline,
     register,
 )
+from neuralsde_fin._evaluate._evaluate import evaluate, stylized_facts
+from neuralsde_fin._evaluate._facts import FACTS, FactScore, score_facts
 from neuralsde_fin._evaluate._mmd import sig_mmd_test
 from neuralsde_fin._evaluate._plots import (
-    make_report,
     plot_acf,
     plot_fan_chart,
     plot_qq,
     plot_return_histogram,
     plot_smile,
     plot_training_curve,
-    report_figures,
     save_figure,
-    write_report,
 )
-from neuralsde_fin._evaluate._report import EvaluationReport, evaluate, stylized_facts
+from neuralsde_fin._evaluate._report import make_report, report_figures, write_report
+from neuralsde_fin._evaluate._result import EvaluationReport
 from neuralsde_fin._evaluate._stats import (
     ks_2samp,
     moments,
@@ -33,6 +33,8 @@ from neuralsde_fin._evaluate._stats import (
 __all__ = [
     "BASELINES",
     "EvaluationReport",
+    "FACTS",
+    "FactScore",
     "GBMBaseline",
     "GJRGarchBaseline",
     "evaluate",
@@ -50,6 +52,7 @@ __all__ = [
     "quantiles_es",
     "register",
     "report_figures",
+    "score_facts",
     "save_figure",
     "sig_mmd_test",
     "stylized_facts",

@@ -7,11 +7,15 @@ log-price paths relative to the start, ``(n_paths, horizon + 1, n_assets)``, the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+
+from neuralsde_fin._calendar import DAY
+from neuralsde_fin._registry import registrar
+from neuralsde_fin._validate import check_int
 
 #: A price history: a frame / series from ``load_prices`` or an array of prices.
 PriceHistory = pd.DataFrame | pd.Series | np.ndarray | torch.Tensor
@@ -19,16 +23,8 @@ PriceHistory = pd.DataFrame | pd.Series | np.ndarray | torch.Tensor
 #: name -> baseline class; filled by :func:`register`.
 BASELINES: dict[str, type] = {}
 
-
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator adding a baseline to ``BASELINES`` under ``name``."""
-
-    def deco(cls: type) -> type:
-        BASELINES[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+#: Class decorator adding a baseline to ``BASELINES`` under ``name`` (sets ``cls.name``).
+register = registrar(BASELINES, "baseline")
 
 
 def history_returns(prices: PriceHistory) -> np.ndarray:
@@ -53,9 +49,8 @@ def history_returns(prices: PriceHistory) -> np.ndarray:
 
 
 def _check_sample_args(n_paths: int, horizon: int) -> None:
-    for name, v in (("n_paths", n_paths), ("horizon", horizon)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_int("n_paths", n_paths)
+    check_int("horizon", horizon)
 
 
 class _Baseline:
@@ -90,7 +85,7 @@ class _Baseline:
             raise ImportError("sample_scenarios needs neuralsde_fin.Scenarios (the pricing layer)")
         x = self.sample(n_paths, horizon, seed=seed)
         s0 = np.broadcast_to(np.asarray(spot, dtype=np.float64), (x.shape[2],))
-        times = np.arange(horizon + 1, dtype=np.float64) / 252
+        times = np.arange(horizon + 1, dtype=np.float64) * DAY
         return scen_cls(
             times,
             torch.from_numpy(s0 * np.exp(x)),
@@ -126,7 +121,7 @@ class GBMBaseline(_Baseline):
 
     name = "gbm"
 
-    def __init__(self, dt: float = 1.0 / 252) -> None:
+    def __init__(self, dt: float = DAY) -> None:
         self.dt = float(dt)
         self.mu: np.ndarray | None = None
 
@@ -137,7 +132,7 @@ class GBMBaseline(_Baseline):
         sigma: float | np.ndarray,
         *,
         corr: np.ndarray | None = None,
-        dt: float = 1.0 / 252,
+        dt: float = DAY,
     ) -> GBMBaseline:
         """A GBM with given annualised drift(s) ``mu`` and volatility(ies) ``sigma``."""
         self = cls(dt=dt)

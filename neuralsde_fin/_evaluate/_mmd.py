@@ -8,37 +8,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuralsde_fin._signature._kernel import sig_kernel_gram, static_kernel
+
 #: Bandwidth of the RBF static kernel, exp(-|a - b|^2 / RBF_SIGMA), on rescaled paths.
 RBF_SIGMA = 1.0
 
 
-def _sig_gram(x: np.ndarray, y: np.ndarray, *, dyadic_order: int = 0) -> np.ndarray:
-    """Signature-kernel Gram matrix ``K_ij = k(x_i, y_j)`` of time-augmented paths.
-
-    The one place where the kernel backend is called: pysiglib, RBF static kernel
-    ``exp(-|a - b|^2 / RBF_SIGMA)`` (bounded, so one extreme path cannot dominate the MMD as it
-    does with the linear static kernel, whose signature kernel grows exponentially with the
-    path's length), time channel on ``[0, 1]`` appended by pysiglib. Swap it here for the
-    calibration losses' kernel.
+def _sig_gram(x: np.ndarray, y: np.ndarray, *, dyadic_order: int = 0,
+              n_jobs: int | None = None) -> np.ndarray:
+    """Signature-kernel Gram matrix ``K_ij = k(x_i, y_j)`` of time-augmented paths, with the
+    RBF static kernel ``exp(-|a - b|^2 / RBF_SIGMA)`` (``_signature._kernel``; time on [0, 1]
+    appended by pysiglib).
 
     Shape:
         x: ``(m, length, channels)``, y: ``(n, length, channels)``; output ``(m, n)``.
     """
-    import pysiglib
-
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
-    return np.asarray(
-        pysiglib.sig_kernel_gram(
-            x,
-            y,
-            time_aug=True,
-            dyadic_order=dyadic_order,
-            static_kernel=pysiglib.RBFKernel(RBF_SIGMA),
-            n_jobs=2,
-        ),
-        dtype=np.float64,
-    )
+    gram = sig_kernel_gram(x, y, kernel=static_kernel("rbf", sigma=RBF_SIGMA),
+                           dyadic_order=dyadic_order, time_aug=True, n_jobs=n_jobs)
+    return np.asarray(gram, dtype=np.float64)
 
 
 def _mmd2_from_gram(gram: np.ndarray, assign: np.ndarray) -> np.ndarray:
@@ -74,6 +63,7 @@ def sig_mmd_test(
     seed: int = 0,
     dyadic_order: int = 0,
     gram_cache: dict | None = None,
+    n_jobs: int | None = None,
 ) -> dict[str, float]:
     """Signature-kernel MMD^2 of two samples of paths and its permutation-test p-value.
 
@@ -99,6 +89,7 @@ def sig_mmd_test(
         dyadic_order: PDE grid refinement of the kernel solver (0 = the data grid).
         gram_cache: a dict reused across calls with the same ``y`` (and settings) to compute
             ``y``'s own Gram block once.
+        n_jobs: pysiglib threads (None: the CPUs this process may use).
 
     Returns:
         ``{"mmd2": ..., "p_value": ..., "n_x": m, "n_y": n, "scale": ...}``.
@@ -133,11 +124,11 @@ def sig_mmd_test(
     if gram_cache is not None and gram_cache.get("key") == key:
         kyy = gram_cache["kyy"]
     else:
-        kyy = _sig_gram(y, y, dyadic_order=dyadic_order)
+        kyy = _sig_gram(y, y, dyadic_order=dyadic_order, n_jobs=n_jobs)
         if gram_cache is not None:
             gram_cache.update(key=key, kyy=kyy)
-    kxx = _sig_gram(x, x, dyadic_order=dyadic_order)
-    kxy = _sig_gram(x, y, dyadic_order=dyadic_order)
+    kxx = _sig_gram(x, x, dyadic_order=dyadic_order, n_jobs=n_jobs)
+    kxy = _sig_gram(x, y, dyadic_order=dyadic_order, n_jobs=n_jobs)
     gram = np.block([[kxx, kxy], [kxy.T, kyy]])
     gram = 0.5 * (gram + gram.T)
     observed = np.zeros((1, m + n))

@@ -1,14 +1,13 @@
-"""Figures of an evaluation (matplotlib, Agg backend) and a report directory that shows them.
+"""Figures of an evaluation (matplotlib, Agg backend).
 
 Every ``plot_*`` function returns its :class:`matplotlib.figure.Figure` (created without pyplot's
 global state, so nothing is shown and nothing leaks between calls) and, given ``path=``, also
-saves it as a PNG, atomically. :func:`write_report` writes PNGs plus ``report.md`` or
-``report.html`` referencing them.
+saves it as a PNG, atomically (``save_figure``). The report directory that shows them is
+``_report.py``'s.
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neuralsde_fin._io import atomic_write_bytes, atomic_write_text, atomic_writer
-from neuralsde_fin.data import TRADING_DAYS
+from neuralsde_fin._calendar import TRADING_DAYS
+from neuralsde_fin._io import atomic_writer
 
 if TYPE_CHECKING:  # matplotlib is imported on first use, keeping `import neuralsde_fin` light
     from matplotlib.figure import Figure
@@ -352,173 +351,3 @@ def plot_training_curve(
     ax.set_title(title or "Training curve")
     ax.legend(fontsize=8)
     return _finish(fig, path)
-
-
-def report_figures(
-    report: Any, *, history: ArrayLike | None = None, scenarios: Any = None
-) -> dict[str, Figure]:
-    """The standard figures of an :class:`EvaluationReport`: histogram, QQ plot, ACF of |r|.
-
-    With ``history`` and ``scenarios`` a fan chart is added (first asset).
-    """
-    first = report.table.columns[0] if len(report.table.columns) else "data"
-    n = int(report.meta.get("n_windows", {}).get(first, 0)) * int(report.meta.get("horizon", 0))
-    figs = {
-        "returns_histogram": plot_return_histogram(report),
-        "qq": plot_qq(report),
-        "acf_abs": plot_acf(report, n_obs=n or None),
-    }
-    if history is not None and scenarios is not None:
-        figs["fan_chart"] = plot_fan_chart(history, scenarios)
-    return figs
-
-
-def write_report(
-    out_dir: str | os.PathLike,
-    report: Any = None,
-    figures: Mapping[str, Figure | str | os.PathLike] | Sequence[Figure] | None = None,
-    *,
-    fmt: str = "markdown",
-    title: str = "neuralsde_fin evaluation",
-    text: str | None = None,
-) -> Path:
-    """Write a report directory: one PNG per figure and ``report.md`` or ``report.html``.
-
-    The figures are written first and the report file last, each atomically (temp file in the
-    same directory, then rename), so a reader never sees a half-written file or a report that
-    references a missing figure.
-
-    Args:
-        out_dir: the directory (created if needed).
-        report: an :class:`EvaluationReport` (its table and notes), or ``None``.
-        figures: ``{name: Figure or existing PNG path}`` (saved / copied as ``<name>.png``) or a
-            sequence of Figures (named ``figure_<i>.png``).
-        fmt: ``"markdown"`` (``report.md``) or ``"html"`` (``report.html``).
-        title: the report's heading.
-        text: an optional paragraph after the heading (Markdown, or HTML for ``fmt="html"``).
-
-    Returns:
-        The path of the report file.
-    """
-    from matplotlib.figure import Figure
-
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"write_report: fmt must be 'markdown' or 'html', got {fmt!r}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"write_report: out_dir {str(out)!r} is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    if figures is None:
-        figures = {}
-    if not isinstance(figures, Mapping):
-        figures = {f"figure_{i}": f for i, f in enumerate(figures)}
-    names = []
-    for name, fig in figures.items():
-        fname = f"{name}.png"
-        if isinstance(fig, Figure):
-            save_figure(fig, out / fname)
-        else:
-            src = Path(fig)
-            if not src.is_file():
-                raise ValueError(f"write_report: figure {name!r}: no file {str(src)!r}")
-            data = src.read_bytes()
-            if src.resolve() != (out / fname).resolve():
-                atomic_write_bytes(out / fname, data)
-        names.append((name, fname))
-
-    if fmt == "markdown":
-        parts = [f"# {title}", ""]
-        if text:
-            parts += [text, ""]
-        if report is not None:
-            parts += ["## Stylized facts", "", report.to_markdown()]
-        if names:
-            parts += ["## Figures", ""]
-            for name, fname in names:
-                parts += [f"### {name.replace('_', ' ')}", "", f"![{name}]({fname})", ""]
-        body, target = "\n".join(parts).rstrip() + "\n", out / "report.md"
-    else:
-        parts = [
-            "<!DOCTYPE html>",
-            '<html><head><meta charset="utf-8">',
-            f"<title>{html.escape(title)}</title>",
-            "<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
-            "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
-            "th{text-align:left}tr:nth-child(even){background:#f4f4f4}"
-            "img{max-width:100%}</style>",
-            "</head><body>",
-            f"<h1>{html.escape(title)}</h1>",
-        ]
-        if text:
-            parts.append(f"<p>{text}</p>")
-        if report is not None:
-            parts += ["<h2>Stylized facts</h2>", report.to_html()]
-        if names:
-            parts.append("<h2>Figures</h2>")
-            for name, fname in names:
-                label = html.escape(name.replace("_", " "))
-                parts += [f"<h3>{label}</h3>", f'<img src="{html.escape(fname)}" alt="{label}">']
-        parts.append("</body></html>")
-        body, target = "\n".join(parts) + "\n", out / "report.html"
-    atomic_write_text(target, body)
-    return target
-
-
-def make_report(
-    out_dir: str | os.PathLike,
-    generated: Any,
-    real: pd.DataFrame | pd.Series,
-    *,
-    scenarios: Any = None,
-    losses: ArrayLike | None = None,
-    smile: Mapping[str, Any] | None = None,
-    fmt: str = "markdown",
-    title: str = "neuralsde_fin evaluation",
-    text: str | None = None,
-    **evaluate_kwargs: Any,
-) -> tuple[Any, Path]:
-    """Evaluate, draw every figure and write the report directory in one call.
-
-    Runs :func:`neuralsde_fin.evaluate` on ``generated`` against the price history ``real``,
-    then writes the return histogram, QQ plot and ACF of ``|r|``; the fan chart when
-    ``scenarios`` (paths continuing the history, e.g. ``model.sample(..., spot=last price)``)
-    is given; the smile when ``smile={"strikes", "maturities", "implied_vols"[, "spot"]}`` is
-    given; the training curve when ``losses`` is given. Also writes ``metrics.json``
-    (:meth:`EvaluationReport.to_dict`), atomically like the rest.
-
-    Args:
-        out_dir: the report directory.
-        generated, real: as :func:`neuralsde_fin.evaluate`.
-        scenarios: paths continuing the history for the fan chart.
-        losses: training losses by step.
-        smile: arrays for :func:`plot_smile`.
-        fmt: ``"markdown"`` or ``"html"``.
-        title, text: heading and introduction of the report.
-        **evaluate_kwargs: passed to :func:`neuralsde_fin.evaluate`.
-
-    Returns:
-        ``(report, path of report.md / report.html)``.
-    """
-    import json
-
-    from neuralsde_fin._evaluate._report import evaluate
-
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"make_report: fmt must be 'markdown' or 'html', got {fmt!r}")
-    report = evaluate(generated, real, **evaluate_kwargs)
-    figs = report_figures(report, history=real, scenarios=scenarios)
-    if smile is not None:
-        missing = {"strikes", "maturities", "implied_vols"} - set(smile)
-        if missing:
-            raise ValueError(f"make_report: smile is missing {sorted(missing)}")
-        figs["smile"] = plot_smile(
-            smile["strikes"], smile["maturities"], smile["implied_vols"], spot=smile.get("spot")
-        )
-    if losses is not None:
-        figs["training_curve"] = plot_training_curve(losses)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    body = json.dumps(report.to_dict(), indent=2, allow_nan=False).encode("utf-8")
-    atomic_write_bytes(out / "metrics.json", body)
-    path = write_report(out, report, figs, fmt=fmt, title=title, text=text)
-    return report, path

@@ -1,557 +1,270 @@
-"""``evaluate``: stylized facts of generated against real windows and classical baselines."""
+"""The report directory of an evaluation: figures, ``report.md`` / ``report.html``, metrics.
+
+:func:`make_report` does the whole job through the public API: given a calibrated model it
+samples the evaluation paths, the fan chart continuing the history and the implied-vol smile
+itself; given samples it evaluates them. :func:`write_report` writes PNGs plus the report file
+referencing them, each atomically.
+"""
 
 from __future__ import annotations
 
-import math
-import warnings
+import html
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from neuralsde_fin._evaluate._baselines import BASELINES
-from neuralsde_fin._evaluate._mmd import sig_mmd_test
-from neuralsde_fin._evaluate._stats import (
-    ES_LEVELS,
-    QUANTILE_LEVELS,
-    ks_2samp,
-    moments,
-    pooled_acf,
-    pooled_leverage,
-    quantiles_es,
+from neuralsde_fin._evaluate._plots import (
+    ArrayLike,
+    plot_acf,
+    plot_fan_chart,
+    plot_qq,
+    plot_return_histogram,
+    plot_smile,
+    plot_training_curve,
+    save_figure,
 )
-from neuralsde_fin.data import TRADING_DAYS, windows
+from neuralsde_fin._io import atomic_write_bytes, atomic_write_text
 
-#: Name of the real-data column of the report.
-DATA = "data"
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["make_report", "report_figures", "write_report"]
 
 
-@dataclass
-class EvaluationReport:
-    """Stylized facts of real and generated windows, side by side.
+def report_figures(
+    report: Any, *, history: ArrayLike | None = None, scenarios: Any = None
+) -> dict[str, Figure]:
+    """The standard figures of an :class:`EvaluationReport`: histogram, QQ plot, ACF of |r|.
 
-    Attributes:
-        table: rows = statistics, columns = ``data``, each model, each baseline.
-        acf: ``{"acf_r", "acf_abs", "leverage"}`` -> DataFrame (index: lag 1..lags; columns as
-            ``table``, with ``[asset]`` appended when there are several assets).
-        returns: column -> pooled daily log returns ``(n, n_assets)`` (for histograms, QQ plots).
-        horizon_returns: column -> horizon log returns ``(n_windows, n_assets)``.
-        meta: horizon, lags, window counts, asset names, pooling and MMD settings, baseline
-            parameters.
+    With ``history`` and ``scenarios`` a fan chart is added (first asset).
     """
-
-    table: pd.DataFrame
-    acf: dict[str, pd.DataFrame] = field(default_factory=dict)
-    returns: dict[str, np.ndarray] = field(default_factory=dict)
-    horizon_returns: dict[str, np.ndarray] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def columns(self) -> list[str]:
-        """The compared columns: data, models, baselines."""
-        return list(self.table.columns)
-
-    def to_markdown(self, digits: int = 4) -> str:
-        """The table as GitHub Markdown, followed by notes on how it was computed."""
-        cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731  ("ACF |r|" is one cell)
-        head = "| statistic | " + " | ".join(cell(c) for c in self.table.columns) + " |"
-        sep = "| --- |" + " ---: |" * self.table.shape[1]
-        lines = [head, sep]
-        for row, vals in self.table.iterrows():
-            cells = " | ".join(_fmt(v, digits) for v in vals)
-            lines.append(f"| {cell(row)} | {cells} |")
-        notes = self.meta.get("notes", [])
-        if notes:
-            lines.append("")
-            lines.extend(f"- {n}" for n in notes)
-        return "\n".join(lines) + "\n"
-
-    def to_html(self, digits: int = 4) -> str:
-        """The table as an HTML ``<table>`` followed by the notes as a list."""
-        t = self.table.astype(object).apply(lambda col: col.map(lambda v: _fmt(v, digits)))
-        html = t.to_html(border=0, classes="evaluation", escape=True)
-        notes = self.meta.get("notes", [])
-        if notes:
-            html += "\n<ul>\n" + "".join(f"<li>{_esc(n)}</li>\n" for n in notes) + "</ul>\n"
-        return html
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: ``table`` (row -> column -> value), ``acf``, ``meta``.
-
-        Missing values (e.g. a KS statistic of the data against itself) become ``None``.
-        """
-        return {
-            "table": {
-                str(r): {str(c): _json(v) for c, v in row.items()}
-                for r, row in self.table.iterrows()
-            },
-            "acf": {
-                k: {str(c): [_json(v) for v in df[c].to_numpy()] for c in df.columns}
-                for k, df in self.acf.items()
-            },
-            "meta": _json(self.meta),
-        }
-
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
+    first = report.table.columns[0] if len(report.table.columns) else "data"
+    n = int(report.meta.get("n_windows", {}).get(first, 0)) * int(report.meta.get("horizon", 0))
+    figs = {
+        "returns_histogram": plot_return_histogram(report),
+        "qq": plot_qq(report),
+        "acf_abs": plot_acf(report, n_obs=n or None),
+    }
+    if history is not None and scenarios is not None:
+        figs["fan_chart"] = plot_fan_chart(history, scenarios)
+    return figs
 
 
-def _fmt(v: Any, digits: int) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    v = float(v)
-    if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 10**digits):
-        return f"{v:.{digits - 1}e}"
-    return f"{v:.{digits}g}"
-
-
-def _esc(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return [_json(x) for x in v.tolist()]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return None if not math.isfinite(float(v)) else float(v)
-    return v
-
-
-# ----------------------------------------------------------------------------------------------
-# Inputs
-
-
-def _to_log_paths(obj: Any, what: str, kind: str) -> np.ndarray:
-    """Log-price paths relative to their start, ``(n_paths, n_times, n_assets)`` float64.
-
-    ``obj`` is a Scenarios-like object (anything with ``.prices``), or an array / tensor of
-    prices or of log-price paths; ``kind`` says which ("price", "log", or "auto": paths whose
-    first point is 0 everywhere are log-price paths, positive arrays are prices).
-    """
-    if hasattr(obj, "prices") and not isinstance(obj, (np.ndarray, torch.Tensor)):
-        times = getattr(obj, "times", None)
-        if times is not None and len(times) > 1:
-            dt = np.diff(np.asarray(times.cpu() if hasattr(times, "cpu") else times, float))
-            if not np.allclose(dt, 1.0 / TRADING_DAYS, rtol=1e-3):
-                warnings.warn(
-                    f"evaluate: {what} steps are {dt.mean():.4g} years, not daily (1/252); "
-                    "the statistics treat each step as one trading day",
-                    stacklevel=3,
-                )
-        obj, kind = obj.prices, "price"
-    if isinstance(obj, torch.Tensor):
-        x = obj.detach().cpu().to(torch.float64).numpy()
-    elif isinstance(obj, (np.ndarray, list, tuple)):
-        x = np.asarray(obj, dtype=np.float64)
-    else:
-        raise ValueError(
-            f"evaluate: {what} must be an array, a tensor or Scenarios, got {type(obj).__name__}"
-        )
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[0] < 2 or x.shape[1] < 2:
-        raise ValueError(
-            f"evaluate: {what} must have shape (n_paths >= 2, n_times >= 2, n_assets), "
-            f"got {x.shape}"
-        )
-    if not np.isfinite(x).all():
-        raise ValueError(f"evaluate: {what} has non-finite values")
-    if kind == "auto":
-        if np.all(x[:, 0] == 0):
-            kind = "log"
-        elif np.all(x > 0):
-            kind = "price"
-        else:
-            raise ValueError(
-                f"evaluate: cannot tell whether {what} holds prices or log-price paths (they do "
-                "not start at 0 and are not all positive); pass kind='log' or kind='price'"
-            )
-    if kind == "price":
-        if not np.all(x > 0):
-            raise ValueError(f"evaluate: {what} are prices but not all > 0")
-        return np.log(x) - np.log(x[:, :1])
-    if kind == "log":
-        return x - x[:, :1]
-    raise ValueError(f"evaluate: kind must be 'auto', 'log' or 'price', got {kind!r}")
-
-
-def _resolve_baseline(b: Any):
-    if isinstance(b, str):
-        if b not in BASELINES:
-            raise ValueError(f"evaluate: unknown baseline {b!r} (known: {sorted(BASELINES)})")
-        return b, BASELINES[b]()
-    if hasattr(b, "fit_returns") and hasattr(b, "sample"):
-        return getattr(b, "name", type(b).__name__), b
-    raise ValueError(f"evaluate: a baseline must be a name or have .fit_returns/.sample, got {b!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# The evaluation
-
-
-def evaluate(
-    generated: Any,
-    real: Any,
+def write_report(
+    out_dir: str | os.PathLike,
+    report: Any = None,
+    figures: Mapping[str, Figure | str | os.PathLike] | Sequence[Figure] | None = None,
     *,
-    baselines: Sequence[Any] = ("gbm", "gjr_garch_t"),
-    horizon: int | None = None,
-    lags: int = 20,
-    stride: int | None = None,
-    seed: int = 0,
-    n_perm: int = 200,
-    mmd_samples: int | None = 64,
-    mmd_length: int | None = 33,
-    n_paths: int | None = None,
-    kind: str = "auto",
-) -> EvaluationReport:
-    """Compare windows of generated paths with real windows and with fitted baselines.
+    fmt: str = "markdown",
+    title: str = "neuralsde_fin evaluation",
+    text: str | None = None,
+) -> Path:
+    """Write a report directory: one PNG per figure and ``report.md`` or ``report.html``.
 
-    Each compared sample is a set of daily log-price windows ``x`` of ``horizon`` steps, each
-    starting at 0; its daily returns are ``r_t = x_{t+1} - x_t`` and its horizon return is
-    ``x_horizon``. For each column (data, the model(s), each baseline) and each asset the table
-    gives: annualised mean and volatility of daily returns; skewness and excess kurtosis
-    ``m_4 / m_2^2 - 3``; two-sample KS statistic and p-value against the data, of daily and of
-    horizon returns; the ACF of ``r`` and of ``|r|`` and the leverage correlation
-    ``corr(r_t, r_{t+k}^2)``, pooled over windows (lagged pairs taken inside windows, centred
-    and scaled by pooled moments; see :func:`pooled_acf`); horizon-return quantiles (1, 5, 50,
-    95, 99%) and expected shortfall ``-E[R | R <= q_alpha]`` at 1% and 5%; and the
-    signature-kernel MMD^2 of the joint paths against the data with a permutation-test p-value
-    (each side subsampled to ``mmd_samples`` paths, time grid thinned to ``mmd_length``
-    points, paths divided by the data's horizon-return
-    standard deviation, time-augmented on ``[0, 1]``).
-
-    Real windows: a price history (DataFrame, e.g. from :func:`neuralsde_fin.load_prices`) is
-    cut by :func:`neuralsde_fin.data.windows` into windows of ``horizon`` steps with ``stride``
-    (default ``horizon``: non-overlapping, so KS samples are not duplicated). Already windowed
-    log-price paths ``(n_windows, n_times, n_assets)`` are also accepted; the baselines are then
-    fitted on the windows' daily returns strung together.
-
-    Baselines (names in ``BASELINES``, or objects with ``.fit_returns`` / ``.sample``) are
-    fitted on the same history and sampled with ``n_paths`` paths of ``horizon`` steps and
-    ``seed``.
+    The figures are written first and the report file last, each atomically (temp file in the
+    same directory, then rename), so a reader never sees a half-written file or a report that
+    references a missing figure.
 
     Args:
-        generated: the model's paths: Scenarios (its ``.prices`` are used), an array / tensor of
-            prices or of log-price paths ``(n_paths, n_times, n_assets)``, a mapping
-            ``{name: paths}`` to compare several models, or ``None`` (data and baselines only).
-        real: a price history (DataFrame / Series) or real log-price windows.
-        baselines: baselines to fit and compare.
-        horizon: window length in days (default: the generated paths' ``n_times - 1``, else the
-            real windows' length). Longer generated paths are cut to ``horizon + 1`` points.
-        lags: ACF and leverage lags ``1..lags``; must be below ``horizon``.
-        stride: days between the starts of real windows (default ``horizon``).
-        seed: seed of the baselines' sampling, the MMD subsampling and permutations.
-        n_perm: MMD permutations (0 skips the MMD test).
-        mmd_samples: paths per side in the MMD (``None``: all; the cost grows as its square).
-        mmd_length: time points per path in the MMD, evenly thinned (``None``: all; the cost
-            grows as its square).
-        n_paths: paths sampled from each baseline (default: as many as the first model, else
-            as many as the real windows).
-        kind: whether arrays hold prices or log-price paths: ``"auto"``, ``"price"``, ``"log"``.
+        out_dir: the directory (created if needed).
+        report: an :class:`EvaluationReport` (its table and notes), or ``None``.
+        figures: ``{name: Figure or existing PNG path}`` (saved / copied as ``<name>.png``) or a
+            sequence of Figures (named ``figure_<i>.png``).
+        fmt: ``"markdown"`` (``report.md``) or ``"html"`` (``report.html``).
+        title: the report's heading.
+        text: an optional paragraph after the heading (Markdown, or HTML for ``fmt="html"``).
 
     Returns:
-        An :class:`EvaluationReport` (``.table``, ``.to_markdown()``, ``.to_dict()``, ACF blocks).
-
-    Shape:
-        generated: ``(n_paths, n_times, n_assets)`` or ``(n_paths, n_times)``; real: a
-        ``(n_dates, n_assets)`` frame or ``(n_windows, n_times, n_assets)`` windows.
-
-    References:
-        Cont (2001), "Empirical properties of asset returns: stylized facts and statistical
-        issues", Quantitative Finance 1(2). Gretton et al. (2012), "A kernel two-sample test".
+        The path of the report file.
     """
-    for name, v, lo in (("lags", lags, 1), ("seed", seed, 0), ("n_perm", n_perm, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"evaluate: {name} must be an integer >= {lo}, got {v!r}")
-    for name, v in (
-        ("horizon", horizon),
-        ("stride", stride),
-        ("n_paths", n_paths),
-        ("mmd_samples", mmd_samples),
-        ("mmd_length", mmd_length),
-    ):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2):
-            raise ValueError(f"evaluate: {name} must be an integer >= 2 or None, got {v!r}")
+    from matplotlib.figure import Figure
 
-    if kind not in ("auto", "log", "price"):
-        raise ValueError(f"evaluate: kind must be 'auto', 'log' or 'price', got {kind!r}")
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"write_report: fmt must be 'markdown' or 'html', got {fmt!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"write_report: out_dir {str(out)!r} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if figures is None:
+        figures = {}
+    if not isinstance(figures, Mapping):
+        figures = {f"figure_{i}": f for i, f in enumerate(figures)}
+    names = []
+    for name, fig in figures.items():
+        fname = f"{name}.png"
+        if isinstance(fig, Figure):
+            save_figure(fig, out / fname)
+        else:
+            src = Path(fig)
+            if not src.is_file():
+                raise ValueError(f"write_report: figure {name!r}: no file {str(src)!r}")
+            data = src.read_bytes()
+            if src.resolve() != (out / fname).resolve():
+                atomic_write_bytes(out / fname, data)
+        names.append((name, fname))
 
-    # Generated samples.
-    if generated is None:
-        models: dict[str, np.ndarray] = {}
-    elif isinstance(generated, Mapping):
-        models = {str(k): _to_log_paths(v, f"generated[{k!r}]", kind) for k, v in generated.items()}
+    if fmt == "markdown":
+        parts = [f"# {title}", ""]
+        if text:
+            parts += [text, ""]
+        if report is not None:
+            parts += ["## Stylized facts", "", report.to_markdown()]
+        if names:
+            parts += ["## Figures", ""]
+            for name, fname in names:
+                parts += [f"### {name.replace('_', ' ')}", "", f"![{name}]({fname})", ""]
+        body, target = "\n".join(parts).rstrip() + "\n", out / "report.md"
     else:
-        models = {"model": _to_log_paths(generated, "generated", kind)}
-    for name in models:
-        if name == DATA:
-            raise ValueError(f"evaluate: a model may not be named {DATA!r}")
-
-    # Real windows and the history the baselines are fitted on.
-    if isinstance(real, (pd.DataFrame, pd.Series)):
-        frame = real.to_frame() if isinstance(real, pd.Series) else real
-        assets = [str(c) for c in frame.columns]
-        if horizon is None:
-            if not models:
-                raise ValueError("evaluate: pass horizon= when there are no generated paths")
-            horizon = next(iter(models.values())).shape[1] - 1
-        try:
-            w, _ = windows(frame, horizon, stride or horizon)
-        except ValueError as exc:
-            raise ValueError(f"evaluate: real: {exc}") from None
-        data = w.numpy()
-        hist = np.diff(np.log(frame.to_numpy(dtype=np.float64)), axis=0)
-        stride = stride or horizon
-    else:
-        if stride is not None:
-            raise ValueError("evaluate: stride applies to a price history, not to given windows")
-        data = _to_log_paths(real, "real", kind)
-        if horizon is None:
-            horizon = (next(iter(models.values())) if models else data).shape[1] - 1
-        assets = [f"asset{j}" for j in range(data.shape[2])] if data.shape[2] > 1 else ["asset0"]
-        hist = np.diff(data, axis=1).reshape(-1, data.shape[2])
-    if data.shape[1] - 1 < horizon:
-        raise ValueError(
-            f"evaluate: real windows have {data.shape[1] - 1} steps, fewer than horizon={horizon}"
-        )
-    data = data[:, : horizon + 1]
-    n_assets = data.shape[2]
-    if lags >= horizon:
-        raise ValueError(f"evaluate: lags={lags} must be below horizon={horizon}")
-    for name, x in models.items():
-        if x.shape[1] - 1 < horizon:
-            raise ValueError(
-                f"evaluate: {name} paths have {x.shape[1] - 1} steps, fewer than horizon={horizon}"
-            )
-        if x.shape[2] != n_assets:
-            raise ValueError(
-                f"evaluate: {name} paths have {x.shape[2]} assets, the data {n_assets}"
-            )
-        models[name] = x[:, : horizon + 1]
-
-    # Baselines.
-    if n_paths is None:
-        n_paths = next(iter(models.values())).shape[0] if models else data.shape[0]
-    fitted = {}
-    baseline_params = {}
-    for b in baselines:
-        name, obj = _resolve_baseline(b)
-        if name in models or name == DATA:
-            raise ValueError(f"evaluate: baseline name {name!r} clashes with a model's")
-        obj.fit_returns(hist)
-        fitted[name] = obj.sample(n_paths, horizon, seed=seed)
-        if hasattr(obj, "params"):
-            baseline_params[name] = obj.params()
-
-    samples = {DATA: data, **models, **fitted}
-    table, acf, rets, hrets, mmd_info = _statistics(
-        samples,
-        assets,
-        horizon=horizon,
-        lags=lags,
-        seed=seed,
-        n_perm=n_perm,
-        mmd_samples=mmd_samples,
-        mmd_length=mmd_length,
-    )
-    notes = [
-        f"Windows of {horizon} trading days; real windows: {data.shape[0]} "
-        + (f"(stride {stride} days)" if stride else "(given as windows)")
-        + "; generated / baseline paths: "
-        + ", ".join(f"{k} {v.shape[0]}" for k, v in samples.items() if k != DATA)
-        + ".",
-        "Moments, quantiles and KS use every daily return of every window as one sample; ACF "
-        "and leverage pair r_t with r_{t+k} inside each window only, centred and scaled by the "
-        "pooled mean and variance (iid standard error about 1/sqrt(n_windows (horizon - k))).",
-        "KS p-values assume iid samples; returns with volatility clustering are dependent, so "
-        "read them as distances.",
-        "ES is the expected shortfall of the horizon log return, -E[R | R <= q], a positive loss.",
-    ]
-    if n_perm > 0:
-        notes.append(
-            f"Signature-kernel MMD^2 (pysiglib, RBF static kernel, time-augmented paths on "
-            f"[0, 1], paths divided by the data's horizon-return std {mmd_info['scale']:.4g}), "
-            f"unbiased estimator on at most {mmd_samples} paths per side (seeded subsample) "
-            f"and {mmd_length} evenly spaced time points, p-value from {n_perm} permutations."
-        )
-    if baselines:
-        notes.append(
-            "Baselines fitted on the same history: "
-            + "; ".join(
-                f"{k}: " + ", ".join(f"{p}={v:.4g}" for p, v in ps.items())
-                for k, ps in baseline_params.items()
-            )
-            + " (GJR-GARCH parameters in percent units)."
-        )
-    meta = {
-        "horizon": horizon,
-        "lags": lags,
-        "stride": stride,
-        "assets": assets,
-        "n_windows": {k: int(v.shape[0]) for k, v in samples.items()},
-        "seed": seed,
-        "n_perm": n_perm,
-        "mmd_samples": mmd_samples,
-        "mmd_length": mmd_length,
-        "mmd_scale": mmd_info.get("scale"),
-        "baseline_params": baseline_params,
-        "notes": notes,
-    }
-    return EvaluationReport(table=table, acf=acf, returns=rets, horizon_returns=hrets, meta=meta)
+        parts = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
+            "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
+            "th{text-align:left}tr:nth-child(even){background:#f4f4f4}"
+            "img{max-width:100%}</style>",
+            "</head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+        ]
+        if text:
+            parts.append(f"<p>{text}</p>")
+        if report is not None:
+            parts += ["<h2>Stylized facts</h2>", report.to_html()]
+        if names:
+            parts.append("<h2>Figures</h2>")
+            for name, fname in names:
+                label = html.escape(name.replace("_", " "))
+                parts += [f"<h3>{label}</h3>", f'<img src="{html.escape(fname)}" alt="{label}">']
+        parts.append("</body></html>")
+        body, target = "\n".join(parts) + "\n", out / "report.html"
+    atomic_write_text(target, body)
+    return target
 
 
-def _statistics(samples, assets, *, horizon, lags, seed, n_perm, mmd_samples, mmd_length):
-    cols = list(samples)
-    n_assets = len(assets)
-    rows: dict[str, dict[str, float]] = {}
-
-    def put(row: str, col: str, val: float) -> None:
-        rows.setdefault(row, {c: float("nan") for c in cols})[col] = val
-
-    rets = {c: np.diff(x, axis=1) for c, x in samples.items()}
-    hrets = {c: x[:, horizon] for c, x in samples.items()}
-    acf_blocks: dict[str, dict[str, np.ndarray]] = {"acf_r": {}, "acf_abs": {}, "leverage": {}}
-    acfs_abs = {}
-    for c in cols:
-        r = rets[c]
-        a_r = pooled_acf(r, lags)
-        a_abs = pooled_acf(np.abs(r), lags)
-        lev = pooled_leverage(r, lags)
-        acfs_abs[c] = a_abs
-        for j, asset in enumerate(assets):
-            key = c if n_assets == 1 else f"{c}[{asset}]"
-            acf_blocks["acf_r"][key] = a_r[:, j]
-            acf_blocks["acf_abs"][key] = a_abs[:, j]
-            acf_blocks["leverage"][key] = lev[:, j]
-
-    lag_rows = sorted({k for k in (1, 5, 10, lags) if k <= lags})
-    for c in cols:
-        for j, asset in enumerate(assets):
-            sfx = "" if n_assets == 1 else f" [{asset}]"
-            r = rets[c][..., j].ravel()
-            h = hrets[c][:, j]
-            m = moments(r)
-            put(f"paths{sfx}", c, int(samples[c].shape[0]))
-            put(f"ann. mean 1d{sfx}", c, m["mean"] * TRADING_DAYS)
-            put(f"ann. vol 1d{sfx}", c, m["std"] * math.sqrt(TRADING_DAYS))
-            put(f"skew 1d{sfx}", c, m["skew"])
-            put(f"excess kurtosis 1d{sfx}", c, m["kurtosis"])
-            if c != DATA:
-                s, p = ks_2samp(r, rets[DATA][..., j])
-                put(f"KS 1d stat{sfx}", c, s)
-                put(f"KS 1d p-value{sfx}", c, p)
-                s, p = ks_2samp(h, hrets[DATA][:, j])
-                put(f"KS {horizon}d stat{sfx}", c, s)
-                put(f"KS {horizon}d p-value{sfx}", c, p)
-            else:
-                for row in (
-                    "KS 1d stat",
-                    "KS 1d p-value",
-                    f"KS {horizon}d stat",
-                    f"KS {horizon}d p-value",
-                ):
-                    put(row + sfx, c, float("nan"))
-            for k in lag_rows:
-                put(f"ACF r lag {k}{sfx}", c, acf_blocks["acf_r"][_key(c, asset, n_assets)][k - 1])
-            for k in lag_rows:
-                put(f"ACF |r| lag {k}{sfx}", c, acfs_abs[c][k - 1, j])
-            put(
-                f"ACF |r| RMSE vs data, lags 1-{lags}{sfx}",
-                c,
-                float(np.sqrt(np.mean((acfs_abs[c][:, j] - acfs_abs[DATA][:, j]) ** 2))),
-            )
-            lev = acf_blocks["leverage"][_key(c, asset, n_assets)]
-            put(f"leverage lag 1{sfx}", c, float(lev[0]))
-            put(f"leverage mean lags 1-{lags}{sfx}", c, float(lev.mean()))
-            for q, v in quantiles_es(h, QUANTILE_LEVELS, ES_LEVELS).items():
-                label = q.replace("q", "quantile ").replace("es", "ES ")
-                put(f"{horizon}d {label}%{sfx}", c, v)
-
-    mmd_info: dict[str, float] = {}
-    if n_perm > 0:
-        data = samples[DATA]
-        scale = float(np.std(data[:, -1] - data[:, 0])) or 1.0
-        mmd_info["scale"] = scale
-        cache: dict = {}
-        for c in cols:
-            if c == DATA:
-                put("sig MMD^2", c, float("nan"))
-                put("sig MMD^2 p-value", c, float("nan"))
-                continue
-            res = sig_mmd_test(
-                samples[c],
-                data,
-                n_perm=n_perm,
-                max_samples=mmd_samples,
-                scale=scale,
-                seed=seed,
-                max_length=mmd_length,
-                gram_cache=cache,
-            )
-            put("sig MMD^2", c, res["mmd2"])
-            put("sig MMD^2 p-value", c, res["p_value"])
-
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
-    table.index.name = "statistic"
-    acf = {
-        k: pd.DataFrame(v, index=pd.RangeIndex(1, lags + 1, name="lag"))
-        for k, v in acf_blocks.items()
-    }
-    pooled = {c: r.reshape(-1, n_assets) for c, r in rets.items()}
-    return table, acf, pooled, hrets, mmd_info
+def _is_model(x: Any) -> bool:
+    return hasattr(x, "sample") and hasattr(x, "n_assets") and not hasattr(x, "prices")
 
 
-def _key(c: str, asset: str, n_assets: int) -> str:
-    return c if n_assets == 1 else f"{c}[{asset}]"
+def make_report(
+    out_dir: str | os.PathLike,
+    generated: Any,
+    real: pd.DataFrame | pd.Series,
+    *,
+    scenarios: Any = None,
+    losses: ArrayLike | None = None,
+    smile: Mapping[str, Any] | None = None,
+    fmt: str = "markdown",
+    title: str = "neuralsde_fin evaluation",
+    text: str | None = None,
+    paths: int = 1000,
+    fan_days: int = 126,
+    smile_paths: int = 4000,
+    progress: bool = False,
+    **evaluate_kwargs: Any,
+) -> tuple[Any, Path]:
+    """Evaluate, draw every figure and write the report directory in one call.
 
+    Runs :func:`neuralsde_fin.evaluate` on ``generated`` against the price history ``real``,
+    then writes the return histogram, QQ plot and ACF of ``|r|``; the fan chart when
+    ``scenarios`` (paths continuing the history) is given; the smile when ``smile={"strikes",
+    "maturities", "implied_vols"[, "spot"]}`` is given; the training curve when ``losses`` is
+    given; ``metrics.json`` (:meth:`EvaluationReport.to_dict`); all atomically.
 
-def stylized_facts(paths: Any, *, lags: int = 20, kind: str = "auto") -> dict[str, float]:
-    """The headline stylized facts of one sample of daily paths (first asset), as a flat dict.
-
-    Pooled over paths as in :func:`evaluate`: ``acf_abs_lag1`` (ACF of ``|r|`` at lag 1,
-    volatility clustering), ``acf_abs_mean`` (its mean over lags ``1..lags``), ``acf_r_lag1``,
-    ``leverage_lag1`` (``corr(r_t, r_{t+1}^2)``), ``kurtosis`` (excess), ``skew``,
-    ``ann_vol`` and ``ann_mean`` (daily log returns times 252 / sqrt(252)).
+    ``generated`` may be a calibrated model (anything with ``sample`` and ``n_assets``): the
+    report then samples everything itself through the public API: ``paths`` historical paths
+    of the evaluation horizon (default the model's window), a fan chart of ``fan_days`` days
+    from the last close of ``real``, the risk-neutral implied-vol smile (``nsf.smile``,
+    ``smile_paths`` paths), and the training curve from ``model.info["history"]``.
 
     Args:
-        paths: Scenarios, prices or log-price paths ``(n_paths, n_times, n_assets)``, or a
-            price history (DataFrame / Series: one long window).
-        lags: the lags of the ACF mean; must be below the number of steps.
-        kind: ``"auto"``, ``"price"`` or ``"log"`` (see :func:`evaluate`).
+        out_dir: the report directory.
+        generated, real: as :func:`neuralsde_fin.evaluate`, or a model (see above).
+        scenarios: paths continuing the history for the fan chart.
+        losses: training losses by step.
+        smile: arrays for :func:`plot_smile`.
+        fmt: ``"markdown"`` or ``"html"``.
+        title, text: heading and introduction of the report.
+        paths, fan_days, smile_paths: sizes of what a model's report samples.
+        progress: a progress bar while a model's report samples and draws.
+        **evaluate_kwargs: passed to :func:`neuralsde_fin.evaluate` (``horizon``, ``seed``, ...).
 
-    Shape:
-        paths: ``(n_paths, n_times, n_assets)`` or ``(n_paths, n_times)``.
+    Returns:
+        ``(report, path of report.md / report.html)``.
     """
-    if isinstance(paths, (pd.DataFrame, pd.Series)):
-        x = np.log(np.asarray(paths.to_numpy(dtype=np.float64)))
-        x = (x[:, None] if x.ndim == 1 else x)[None]
-        x = x - x[:, :1]
-    else:
-        x = _to_log_paths(paths, "paths", kind)
-    r = np.diff(x[..., 0], axis=1)
-    m = moments(r)
-    acf_abs = pooled_acf(np.abs(r), lags)
-    return {
-        "acf_abs_lag1": float(acf_abs[0]),
-        "acf_abs_mean": float(acf_abs.mean()),
-        "acf_r_lag1": float(pooled_acf(r, 1)[0]),
-        "leverage_lag1": float(pooled_leverage(r, 1)[0]),
-        "kurtosis": m["kurtosis"],
-        "skew": m["skew"],
-        "ann_vol": m["std"] * math.sqrt(TRADING_DAYS),
-        "ann_mean": m["mean"] * TRADING_DAYS,
-    }
+    import json
+
+    from neuralsde_fin._evaluate._evaluate import evaluate
+
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"make_report: fmt must be 'markdown' or 'html', got {fmt!r}")
+    if _is_model(generated):
+        generated, scenarios, smile, losses, text = _sample_for_report(
+            generated, real, paths=paths, fan_days=fan_days, smile_paths=smile_paths,
+            progress=progress, text=text, scenarios=scenarios, smile=smile, losses=losses,
+            evaluate_kwargs=evaluate_kwargs)
+    report = evaluate(generated, real, **evaluate_kwargs)
+    figs = report_figures(report, history=real, scenarios=scenarios)
+    if smile is not None:
+        missing = {"strikes", "maturities", "implied_vols"} - set(smile)
+        if missing:
+            raise ValueError(f"make_report: smile is missing {sorted(missing)}")
+        figs["smile"] = plot_smile(
+            smile["strikes"], smile["maturities"], smile["implied_vols"], spot=smile.get("spot")
+        )
+    if losses is not None:
+        figs["training_curve"] = plot_training_curve(losses)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(report.to_dict(), indent=2, allow_nan=False).encode("utf-8")
+    atomic_write_bytes(out / "metrics.json", body)
+    verdicts = report.verdicts()
+    if verdicts:
+        text = (text + "\n\n" if text else "") + "Verdict: " + "; ".join(verdicts) + "."
+    path = write_report(out, report, figs, fmt=fmt, title=title, text=text)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return report, path
+
+
+def _sample_for_report(model, real, *, paths, fan_days, smile_paths, progress, text, scenarios,
+                       smile, losses, evaluate_kwargs):
+    """What a model's report samples: evaluation paths, the fan chart, the smile, the curve."""
+    from tqdm.auto import tqdm
+
+    from neuralsde_fin._pricing._strip import smile as model_smile
+
+    horizon = int(evaluate_kwargs.setdefault("horizon", int(getattr(model, "window", 64))))
+    evaluate_kwargs.setdefault("lags", min(20, horizon - 1))
+    seed = int(evaluate_kwargs.get("seed", 0))
+    frame = real.to_frame() if isinstance(real, pd.Series) else real
+    bar = tqdm(total=3, desc="report", disable=not progress)
+    try:
+        bar.set_postfix_str("sampling")
+        generated = model.sample(paths, horizon, measure="historical", seed=seed)
+        if scenarios is None:
+            spot = [float(v) for v in frame.iloc[-1].to_numpy()]
+            scenarios = model.sample(min(paths, 2000), fan_days, measure="historical",
+                                     spot=spot, seed=seed + 1)
+        bar.update()
+        if smile is None:
+            bar.set_postfix_str("smile")
+            days = tuple(d for d in (21, 63, 126) if d <= max(fan_days, 21))
+            smile = model_smile(model, n_paths=smile_paths, seed=seed, maturities_days=days)
+        bar.update()
+        info = getattr(model, "info", {}) or {}
+        if losses is None:
+            losses = info.get("history") or None
+        if text is None:
+            text = (f"Model: {info.get('method', '?')} calibration, {info.get('steps', '?')} "
+                    f"steps, window {getattr(model, 'window', '?')} days, on "
+                    f"{info.get('data', '?')} ({info.get('first_date', '?')} .. "
+                    f"{info.get('last_date', '?')}). Evaluated on {len(frame)} dates with "
+                    f"windows of {horizon} days; {paths} generated paths.")
+        bar.update()
+    finally:
+        bar.close()
+    return generated, scenarios, smile, losses, text

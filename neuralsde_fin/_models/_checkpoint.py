@@ -25,32 +25,17 @@ from typing import Any
 import torch
 
 from neuralsde_fin._errors import CheckpointError
-from neuralsde_fin._models._io import atomic_save, safe_load
+from neuralsde_fin._models._io import (
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    safe_load,
+    save_model,
+)
 from neuralsde_fin._models._market import MarketModel
 
 __all__ = ["FORMAT", "VERSION", "convert_v1", "load_model", "model_from_checkpoint", "save_model"]
 
-FORMAT = "neuralsde_fin.MarketModel"
-VERSION = 2
-
-
-def save_model(model: MarketModel, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` (atomic); refuses non-finite weights."""
-    for k, v in model.state_dict().items():
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"refusing to save non-finite weights ({k})")
-    atomic_save(checkpoint_dict(model), path)
-
-
-def checkpoint_dict(model: MarketModel) -> dict[str, Any]:
-    """The checkpoint dict of ``model`` (also embedded in training checkpoints)."""
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": json.dumps(model.config()),
-        "info": json.dumps(getattr(model, "info", {})),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
+FORMAT, VERSION = MODEL_FORMAT, MODEL_VERSION
 
 
 def _linears(sd: dict[str, torch.Tensor], prefix: str) -> list[tuple[torch.Tensor, torch.Tensor]]:

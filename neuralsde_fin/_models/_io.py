@@ -43,3 +43,30 @@ def safe_load(path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != kind:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a {kind!r} file")
     return obj
+
+
+#: The ``format`` field of a market model checkpoint, and its current version (the versions
+#: and the converter from version 1: ``_checkpoint.py``).
+MODEL_FORMAT = "neuralsde_fin.MarketModel"
+MODEL_VERSION = 2
+
+
+def checkpoint_dict(model: Any) -> dict[str, Any]:
+    """The checkpoint dict of a model with ``config()``, ``info`` and a state dict."""
+    import json
+
+    return {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "config": json.dumps(model.config()),
+        "info": json.dumps(getattr(model, "info", {})),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` (atomic, the umask's mode); refuses non-finite weights."""
+    for k, v in model.state_dict().items():
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"refusing to save non-finite weights ({k})")
+    atomic_save(checkpoint_dict(model), path)

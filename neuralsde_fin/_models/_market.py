@@ -60,9 +60,10 @@ from neuralsde_fin._brownian import counter_normal, derive_seed
 from neuralsde_fin._brownian._steps import LEAVES_LOG2, UNITS_LOG2, StepBrownian
 from neuralsde_fin._calendar import DAY, HISTORICAL, RISK_NEUTRAL
 from neuralsde_fin._models._common import check_sample_args, path_scalar, spot_tensor
+from neuralsde_fin._models._io import save_model
 from neuralsde_fin._solvers import MLPDriftDiffusion, sdeint
 from neuralsde_fin._solvers._fused import FusedField, LogPriceRows
-from neuralsde_fin._solvers._nets import mlp
+from neuralsde_fin._solvers._nets import FusedSDE, mlp
 from neuralsde_fin._validate import check_int, check_number
 
 __all__ = ["MarketModel"]
@@ -389,8 +390,6 @@ class MarketModel(MLPDriftDiffusion):
 
     def save(self, path: str | os.PathLike) -> None:
         """Save weights and config atomically (temp file, then rename); see ``load_model``."""
-        from neuralsde_fin._models._checkpoint import save_model
-
         save_model(self, path)
 
 
@@ -410,7 +409,7 @@ def _scaled_logs(up: Tensor, down: Tensor, carry: Tensor, lam: Tensor) -> Tensor
     return carry + lam.square() * ((up + down) * 0.5 - carry) + lam * ((up - down) * 0.5)
 
 
-class _RiskNeutral:
+class _RiskNeutral(FusedSDE):
     """The risk-neutral SDE of a market model for ``nsf.sdeint`` (torchsde protocol).
 
     The same fused field, with the price rows as log-price rows (``LogPriceRows``): drift
@@ -429,15 +428,4 @@ class _RiskNeutral:
 
     def parameters(self):
         return self.model.parameters()
-
-    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-        f, g = self._nsf_vector_field().f_and_g(t, y)
-        return f, g.contiguous()
-
-    def f(self, t: Tensor, y: Tensor) -> Tensor:
-        return self.f_and_g(t, y)[0]
-
-    def g(self, t: Tensor, y: Tensor) -> Tensor:
-        return self.f_and_g(t, y)[1]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from neuralsde_fin._calendar import DAY
 from neuralsde_fin._pricing._engine import _out, _pair_mean
 from neuralsde_fin._pricing._payoffs import Option
 
@@ -55,7 +56,7 @@ def greeks(
     q: float | Any = 0.0,
     spot: float | Any = 1.0,
     seed: int = 0,
-    dt: float = 1 / 252,
+    dt: float = DAY,
     antithetic: bool = False,
     bump: float = 1e-4,
     dtype: torch.dtype = torch.float64,

@@ -162,6 +162,8 @@ class Option:
     """
 
     pathwise = True
+    #: The payoff depends on the terminal price alone (a file is then read at the maturities).
+    terminal = False
     call = True
 
     def __init__(self, strike: Any, maturity: Any, *, asset: int | str = 0) -> None:
@@ -226,6 +228,7 @@ class Option:
 
 
 class _Vanilla(Option):
+    terminal = True
     def _terminal(self, scen: Scenarios) -> torch.Tensor:
         return self._asset_paths(scen)[:, self.maturity_index(scen)]
 
@@ -396,6 +399,7 @@ class LookbackPut(LookbackCall):
 
 
 class BasketCall(Option):
+    terminal = True
     r"""Basket call :math:`(\sum_j w_j S_{T,j} - K)^+` on several assets.
 
     Args:

@@ -28,6 +28,8 @@ from functools import cache
 
 import torch
 
+from neuralsde_fin._validate import check_int
+
 BACKENDS: tuple[str, ...] = ("signatory", "pysiglib")
 
 
@@ -207,8 +209,7 @@ def signature(
     if not isinstance(path, torch.Tensor) or path.dim() != 3:
         shape = tuple(path.shape) if isinstance(path, torch.Tensor) else type(path).__name__
         raise ValueError(f"path must be a tensor of shape (batch, length, channels), got {shape}")
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    check_int("depth", depth)
     if ts is not None and ts.shape != (path.shape[1],):
         raise ValueError(f"ts must have shape ({path.shape[1]},), got {tuple(ts.shape)}")
     aug = augment(path, ts=ts, time_aug=time_aug, basepoint=basepoint, lead_lag=lead_lag)

@@ -25,7 +25,7 @@ one pass over the block's rows forms g1 dW_n and g1 dW_{n+1} (noise-major g, or 
 z2 = g1 dW_{n+1} + f1 dt_{n+1} + 2 y1 - z1.
 
 The solve runs as kernel calls of at most ``CHUNK_PATHS`` paths (more on machines with many
-cores) x ``CHUNK_PATH_STEPS / paths`` steps (4096 x 64 for the benchmark, about 0.13 s each),
+cores) x ``CHUNK_PATH_STEPS / paths`` steps (a fraction of a second each),
 the block states carried between calls: Ctrl-C is seen between calls, and a large batch is
 solved group after group, each through all its steps while its state stays in cache. Chunking
 costs nothing measurable. Every path's arithmetic is its own row's, in a fixed order: a path's
@@ -86,11 +86,11 @@ _FINAL_CODES = {None: 0, torch.tanh: 1, torch.sigmoid: 2, F.softplus: 3, tanh_fr
 #: batches are solved group after group, each carried through all its steps while its state
 #: (4096 x 32 x 4 values: 2 MB) stays in cache.
 CHUNK_PATHS = 4096
-#: Paths x steps per kernel call: about 0.13 s for the benchmark model, so that Python sees
+#: Paths x steps per kernel call: a fraction of a second for common models, so that Python sees
 #: Ctrl-C between calls; each call reloads the block states (a few kB per block).
 CHUNK_PATH_STEPS = 1 << 18
 
-#: Rows per block: a multiple of the 6-row register tile; 24-48 measured alike here.
+#: Rows per block: a multiple of the 6-row register tile (benchmarks/README.md: 24-48 alike).
 _BLOCK_ROWS = 48
 #: Upper bound of a block's working set (states, activations, field outputs), within L2.
 _BLOCK_BYTES = 256 * 1024

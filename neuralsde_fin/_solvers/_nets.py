@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralsde_fin._solvers._fused import FINALS, LIPSWISH_SCALE, FusedField, FusedMLPs
+from neuralsde_fin._validate import check_int
 
-__all__ = ["CDEFunc", "LipSwish", "MLPDriftDiffusion", "PlainCDEFunc", "PlainSDE", "mlp"]
+__all__ = ["CDEFunc", "FusedSDE", "LipSwish", "MLPDriftDiffusion", "PlainCDEFunc", "PlainSDE",
+           "mlp"]
 
 
 class LipSwish(nn.Module):
@@ -57,7 +59,26 @@ def _check_final(name: str, fin: str | None) -> None:
         raise ValueError(f"{name} must be one of {sorted(map(str, FINALS))}, got {fin!r}")
 
 
-class MLPDriftDiffusion(nn.Module):
+class FusedSDE:
+    """torchsde's ``f_and_g`` / ``f`` / ``g`` for a module whose ``_nsf_vector_field()`` is a
+    fused evaluator (the package's SDEs share it)."""
+
+    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Drift and diffusion at (t, y) in one fused evaluation."""
+        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        f, g = self._nsf_vector_field().f_and_g(t, y)
+        return f, g.contiguous()
+
+    def f(self, t: Tensor, y: Tensor) -> Tensor:
+        """Drift f(t, y), shape (batch, d)."""
+        return self.f_and_g(t, y)[0]
+
+    def g(self, t: Tensor, y: Tensor) -> Tensor:
+        """Diffusion g(t, y), shape (batch, d, m) (general) or (batch, d) (diagonal)."""
+        return self.f_and_g(t, y)[1]
+
+
+class MLPDriftDiffusion(FusedSDE, nn.Module):
     r"""Neural SDE vector fields: drift and diffusion MLPs with time input, evaluated fused.
 
     .. math::
@@ -109,10 +130,7 @@ class MLPDriftDiffusion(nn.Module):
             raise ValueError(f"sde_type must be 'ito' or 'stratonovich', got {sde_type!r}")
         _check_final("drift_final", drift_final)
         _check_final("diffusion_final", diffusion_final)
-        if isinstance(input_start, bool) or not isinstance(input_start, int) or not (
-            0 <= input_start < state
-        ):
-            raise ValueError(f"input_start must be an integer in [0, {state}), got {input_start!r}")
+        check_int("input_start", input_start, 0, state - 1)
         self.noise_type, self.sde_type = noise_type, sde_type
         self.state = state
         self.noise = state if noise_type == "diagonal" else noise
@@ -130,20 +148,6 @@ class MLPDriftDiffusion(nn.Module):
     def unfused(self) -> PlainSDE:
         """The same SDE written the conventional way (separate nets, t concatenated)."""
         return PlainSDE(self)
-
-    def f_and_g(self, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Drift and diffusion at (t, y) in one fused evaluation."""
-        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-        f, g = self._nsf_vector_field().f_and_g(t, y)
-        return f, g.contiguous()
-
-    def f(self, t: Tensor, y: Tensor) -> Tensor:
-        """Drift f(t, y), shape (batch, d)."""
-        return self.f_and_g(t, y)[0]
-
-    def g(self, t: Tensor, y: Tensor) -> Tensor:
-        """Diffusion g(t, y), shape (batch, d, m) (general) or (batch, d) (diagonal)."""
-        return self.f_and_g(t, y)[1]
 
 
 class CDEFunc(nn.Module):

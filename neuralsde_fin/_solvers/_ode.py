@@ -31,6 +31,7 @@ from neuralsde_fin._solvers._adjoint import Plan, ReversibleHeunAdjoint
 from neuralsde_fin._solvers._base import VectorField
 from neuralsde_fin._solvers._reversible_heun import ReversibleHeun as _SDEReversibleHeun
 from neuralsde_fin._solvers._sdeint import ADJOINT_CHUNK_STEPS, _as_times, build_grid
+from neuralsde_fin._validate import check_int
 
 __all__ = ["ODE_SOLVERS", "ODEBlock", "ODESolver", "odeint", "register"]
 
@@ -383,8 +384,7 @@ class _Prepared:
                 raise ValueError("rtol and atol must not both be 0")
             if dt is not None:
                 _check_number("dt", dt)
-            if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-                raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+            check_int("max_steps", max_steps)
             self.grid = None
         else:
             self.grid = _Grid(ts, dt)  # dt must divide every spacing of ts

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from neuralsde_fin._errors import DataError
+from neuralsde_fin._validate import check_int
 
 PathOrFrame = str | os.PathLike | pd.DataFrame | pd.Series
 
@@ -44,6 +45,8 @@ def load_prices(
     *,
     sort: bool = False,
     min_rows: int = 2,
+    start: str | None = None,
+    end: str | None = None,
 ) -> pd.DataFrame:
     """Load and validate a daily price history, one float64 column per asset.
 
@@ -64,11 +67,14 @@ def load_prices(
             (``Date``, ``Datetime``, ``Timestamp``, ``Time``, ``Day``; any case), else the index
             of a DataFrame if it is a DatetimeIndex.
         sort: sort rows by date instead of refusing dates out of order.
-        min_rows: the fewest rows (dates) accepted.
+        min_rows: the fewest rows (dates) accepted (after ``start`` / ``end``).
+        start: first date kept (``"YYYY-MM-DD"``, inclusive); None: the first.
+        end: last date kept (inclusive); None: the last.
 
     Returns:
         A DataFrame with a sorted, unique, timezone-naive DatetimeIndex named ``"Date"`` and one
-        float64 column per asset; every value finite and > 0.
+        float64 column per asset; every value finite and > 0. ``frame.attrs["source"]`` names
+        the source(s) (``nsf.calibrate`` records it with the model).
 
     Raises:
         DataError: (a ``ValueError``) naming the file, the row as numbered in the file and the
@@ -79,8 +85,7 @@ def load_prices(
     Shape:
         Output: ``(n_dates, n_assets)``.
     """
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-        raise ValueError(f"load_prices: min_rows must be a positive integer, got {min_rows!r}")
+    check_int("min_rows", min_rows, where="load_prices: ")
     if isinstance(columns, str):
         columns = [columns]
 
@@ -100,8 +105,11 @@ def load_prices(
             frame.columns = [name if name is not None else _source_name(src, short=True)]
         frames.append(frame)
 
+    source = ", ".join(_source_name(src) for _, src in sources)
     if len(frames) == 1:
-        return frames[0]
+        out = _cut(frames[0], start, end, min_rows, _source_name(sources[0][1]))
+        out.attrs["source"] = source
+        return out
     out = frames[0]
     for f in frames[1:]:
         dup = set(out.columns) & set(f.columns)
@@ -120,6 +128,22 @@ def load_prices(
         raise DataError(
             f"load_prices: only {len(out)} common dates across the assets, need at least {min_rows}"
         )
+    out = _cut(out, start, end, min_rows, "load_prices")
+    out.attrs["source"] = source
+    return out
+
+
+def _cut(frame: pd.DataFrame, start, end, min_rows: int, where: str) -> pd.DataFrame:
+    """``frame`` restricted to ``start`` .. ``end`` (inclusive), at least ``min_rows`` dates."""
+    if start is None and end is None:
+        return frame
+    try:
+        out = frame.loc[start:end]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DataError(f"{where}: bad start / end {start!r} .. {end!r}: {exc}") from None
+    if len(out) < min_rows:
+        raise DataError(f"{where}: {len(out)} dates between {start} and {end}, need at least "
+                        f"{min_rows}")
     return out
 
 

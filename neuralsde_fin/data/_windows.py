@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-#: Trading days per year: the package's clock. One step of a daily history is ``1 / 252`` years.
-TRADING_DAYS = 252
+from neuralsde_fin._calendar import TRADING_DAYS  # noqa: E402  (the package's clock)
+from neuralsde_fin._validate import check_int
 
 
 def windows(
@@ -50,8 +50,7 @@ def windows(
             finite and positive.
     """
     for name, v in (("window", window), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"windows: {name} must be a positive integer, got {v!r}")
+        check_int(name, v, where="windows: ")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"windows: dtype must be a floating torch dtype, got {dtype!r}")
     if isinstance(prices, (pd.DataFrame, pd.Series)):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import neuralsde_fin as nsf
-from neuralsde_fin._cli import main, parse_maturity_days, parse_strike
+from neuralsde_fin._cli import main
+from neuralsde_fin._pricing._strip import parse_maturity_days, parse_strike
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -220,22 +221,3 @@ def test_report_out_is_a_file(tiny_model, tiny_data, tmp_path, capsys, one_line_
     f.write_text("x")
     code = main(["report", str(tiny_model), "--data", str(tiny_data), "--out", str(f)])
     one_line_error(capsys, code, "is a file")
-
-
-def test_gjr_without_stationary_law_starts_from_the_history(capsys):
-    from neuralsde_fin._cli import with_baselines
-
-    calls = []
-
-    def fake_evaluate(*args, **kwargs):
-        calls.append(kwargs.get("baselines"))
-        if len(calls) == 1:
-            raise ValueError("GJRGarchBaseline: persistence ... has no stationary law; use start")
-        return "ok"
-
-    assert with_baselines(fake_evaluate, horizon=5) == "ok"
-    assert calls[0] is None and calls[1][0] == "gbm"
-    assert calls[1][1].start == "last" and calls[1][1].name == "gjr_garch_t"
-    assert "start='last'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="other"):
-        with_baselines(lambda **kw: (_ for _ in ()).throw(ValueError("other")))

@@ -40,7 +40,7 @@ def test_sampling_shards_union_equals_single_process(tmp_path: Path) -> None:
     model = W.tiny_model()
     model_path = tmp_path / "model.pt"
     model.save(model_path)
-    n_paths, horizon = 301, 12  # 7 chunks of 50 (the last one partial): 4 and 3 per rank
+    n_paths, horizon = 301, 12  # 151 and 150 paths per rank, sampled in chunks of 50
     cases = {
         "hist": dict(seed=11, chunk_size=50),
         "rn": dict(seed=11, measure="risk_neutral", r=0.03, q=0.01, spot=[100.0, 50.0],
@@ -59,7 +59,7 @@ def test_sampling_shards_union_equals_single_process(tmp_path: Path) -> None:
             single.measure, single.r, single.q, single.seed)
         # the shard files carry the global path ids; from_parquet of the folder is the union
         one = nsf.Scenarios.from_parquet(tmp_path / name / "part-1.parquet")
-        assert torch.equal(one.prices, single.prices[200:])
+        assert torch.equal(one.prices, single.prices[151:])
         assert torch.equal(nsf.Scenarios.from_parquet(tmp_path / name).prices, single.prices)
 
 
@@ -77,8 +77,8 @@ def test_combine_shards_rejects_incomplete_or_mixed(tmp_path: Path) -> None:
     assert anti.antithetic
     single = model.sample(30, 4, seed=1, chunk_size=8, antithetic=True, measure="risk_neutral")
     assert torch.equal(anti.prices, single.prices)
-    with pytest.raises(ValueError, match="even chunk_size"):
-        nsf.sample_shard(model, 30, 4, rank=0, world_size=3, chunk_size=7, antithetic=True)
+    with pytest.raises(ValueError, match="even n_paths"):
+        nsf.sample_shard(model, 31, 4, rank=0, world_size=3, antithetic=True)
     (tmp_path / "a" / "part-1.parquet").unlink()
     with pytest.raises(ValueError, match="ranks"):
         nsf.combine_shards(tmp_path / "a")
@@ -86,8 +86,12 @@ def test_combine_shards_rejects_incomplete_or_mixed(tmp_path: Path) -> None:
                      chunk_size=8)
     with pytest.raises(ValueError, match="seed"):
         nsf.combine_shards(tmp_path / "a")
-    with pytest.raises(ValueError, match="chunk_size"):
-        nsf.sample_shard(model, 20, 4, rank=0, world_size=3, chunk_size=10)
+    # shards need not be whole chunks: any n_paths, any chunk size
+    for r in range(3):
+        nsf.sample_shard(model, 20, 4, out_dir=tmp_path / "c", rank=r, world_size=3,
+                         chunk_size=10, seed=1)
+    assert torch.equal(nsf.combine_shards(tmp_path / "c").prices,
+                       model.sample(20, 4, seed=1).prices)
     # every model shares the sampling protocol: classical models shard exactly too
     gbm = nsf.GBM(0.2)
     parts = [nsf.sample_shard(gbm, 10, 4, rank=r, world_size=2, seed=3, chunk_size=5).prices
@@ -174,8 +178,9 @@ def test_write_samples_file_or_directory(tmp_path: Path) -> None:
     from neuralsde_fin._distributed import write_samples
 
     model = W.tiny_model()
-    f = write_samples(model, tmp_path / "one.parquet", 40, 5, seed=4, chunk_size=16)
-    d = write_samples(model, tmp_path / "dir", 40, 5, seed=4, chunk_size=16)
+    f, n1 = write_samples(model, tmp_path / "one.parquet", 40, 5, seed=4, chunk_size=16)
+    d, n2 = write_samples(model, tmp_path / "dir", 40, 5, seed=4, chunk_size=16)
+    assert n1 == n2 == 40
     assert Path(d) == tmp_path / "dir" / "part-0.parquet"
     a, b = nsf.Scenarios.from_parquet(f), nsf.Scenarios.from_parquet(tmp_path / "dir")
     assert torch.equal(a.prices, b.prices)

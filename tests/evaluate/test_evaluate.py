@@ -154,3 +154,36 @@ def test_scenarios_with_non_daily_steps_warn(sp500):
     prices = 100 * np.exp(nsf.GBMBaseline.from_params(0.0, 0.2).sample(20, 30, seed=0))
     with pytest.warns(UserWarning, match="not daily"):
         nsf.evaluate(_Scen(np.arange(31) / 52, prices), sp500, baselines=(), lags=5, n_perm=0)
+
+
+def test_gjr_without_stationary_law_starts_from_the_history(monkeypatch):
+    """A GJR-GARCH-t fit with persistence >= 1 has no stationary law: evaluate samples it from
+    the end of the history instead and says so in the notes."""
+    from neuralsde_fin._evaluate import _baselines
+
+    inner = _baselines.GJRGarchBaseline.sample
+
+    def sample(self, n_paths, horizon, *, seed=0):
+        if self.start == "stationary":
+            raise ValueError("GJRGarchBaseline: persistence 1.01 >= 1 has no stationary law")
+        return inner(self, n_paths, horizon, seed=seed)
+
+    monkeypatch.setattr(_baselines.GJRGarchBaseline, "sample", sample)
+    prices = nsf.load_prices(ROOT / "data" / "sp500.csv").iloc[-800:]
+    rep = nsf.evaluate(None, prices, horizon=16, lags=5, n_perm=0, n_paths=200)
+    assert any("start from the end of the history" in n for n in rep.meta["notes"])
+    assert "gjr_garch_t" in rep.table.columns
+
+
+def test_facts_scorecard_against_gjr(sp500):
+    """A model's paths get the eight-fact scorecard against GJR-GARCH-t, with a verdict; the
+    data's own windows (as a model) beat it on the facts it matches by construction."""
+    w, _ = nsf.data.windows(sp500, 64, 64)
+    rep = nsf.evaluate(w.numpy(), sp500, horizon=64, n_perm=0, n_paths=1000)
+    (score,) = rep.facts["model"]
+    assert list(score.table.index) == list(nsf.FACTS)
+    assert score.table.loc["ks_1d", "model"] == 0.0 and score.table.loc["ks_1d", "better"]
+    assert "better than gjr_garch_t on" in score.verdict()
+    assert rep.verdicts() and "Verdict" in rep.to_markdown() or "model better" in rep.to_markdown()
+    d = rep.to_dict()["facts"]["model"][0]
+    assert d["wins"] == score.wins and set(d["errors"]) == set(nsf.FACTS)

@@ -85,7 +85,7 @@ def test_parquet_write_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq_mod, "write_table", boom)
+    monkeypatch.setattr(pq_mod.ParquetWriter, "write_table", boom)
     with pytest.raises(OSError, match="disk full"):
         _scen(antithetic=True).to_parquet(path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["scen.parquet"]

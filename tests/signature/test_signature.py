@@ -166,7 +166,7 @@ def test_bad_inputs():
         signature(torch.zeros(1, 3, 1), 2, backend="esig")
     with pytest.raises(ValueError, match="path must be a tensor of shape"):
         signature(torch.zeros(3, 1), 2)
-    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
         signature(torch.zeros(1, 3, 1), 0)
 
 
