@@ -220,6 +220,7 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-format", choices=("long", "wide"), default="long",
                    help="csv layout: long = one row per (path, step) with columns path, step, "
                    "time, date and one per asset; wide = one row per date, one column per path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 @command("sample", _configure_sample)
@@ -246,7 +247,8 @@ def _sample(args: argparse.Namespace) -> int:
         model.sample(args.paths, args.horizon, **options).to_csv(args.out, args.csv_format)
         written, share = args.out, args.paths
     else:  # one .parquet file, or this rank's shard DIR/part-<rank>.parquet
-        written, share = write_samples(model, args.out, args.paths, args.horizon, **options)
+        written, share = write_samples(model, args.out, args.paths, args.horizon,
+                                       progress=not args.quiet, **options)
     where = f" (rank {rank} of {world}, of {args.paths} in all)" if world > 1 else ""
     print(f"{share} paths x {args.horizon} days ({measure}, r={args.rate}, q={args.dividend}, "
           f"seed={args.seed}) in {time.perf_counter() - t0:.1f} s -> {written}{where}")
@@ -278,7 +280,11 @@ def _configure_price(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="sample on this torch device (e.g. cuda)")
     p.add_argument("--allow-historical", action="store_true",
                    help="price historical-measure scenarios (not a pricing measure)")
+    p.add_argument("--var", type=float, action="append", metavar="LEVEL",
+                   help="also the VaR and ES of one unit of each asset over the scenarios' "
+                   "horizon at this level (e.g. 0.99; historical scenarios; repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _greeks_rows(model, rows, args, spot) -> None:
@@ -297,21 +303,47 @@ def _greeks_rows(model, rows, args, spot) -> None:
                    vega_stderr=float(g.vega_stderr))
 
 
+def _n_paths(path: str) -> int:
+    from neuralsde_fin._scenario_files import read_times
+
+    return read_times(path)[1]
+
+
+def _print_var_es(path: str, args: argparse.Namespace) -> None:
+    res = nsf.var_es(path, args.var, progress=not args.quiet, allow_risk_neutral=False)
+    for k, a in enumerate(args.var):
+        print(f"VaR {a:.2%} {float(res.var[k]):.6g} [{float(res.var_ci[k, 0]):.6g}, "
+              f"{float(res.var_ci[k, 1]):.6g}]  ES {float(res.es[k]):.6g} "
+              f"[{float(res.es_ci[k, 0]):.6g}, {float(res.es_ci[k, 1]):.6g}]  over "
+              f"{res.horizon:.4g} y, {res.pnl.shape[0]} paths")
+
+
 @command("price", _configure_price)
 def _price(args: argparse.Namespace) -> int:
     """Price European calls and puts: price, SE, 95% CI, implied vol (and Greeks)."""
     specs = [nsf.parse_option(t, kind) for kind, t in args.options]
-    if not specs:
-        raise UsageError("give at least one --call K:T or --put K:T")
+    if not specs and not args.var:
+        raise UsageError("give at least one --call K:T, --put K:T or --var LEVEL")
     model = None
     if args.source.endswith(".parquet") or Path(args.source).is_dir():
         if args.greeks:
             raise UsageError("--greeks needs a model checkpoint (they differentiate the sampler)")
-        scen = nsf.Scenarios.from_parquet(args.source)
-        if scen.measure != "risk_neutral" and not args.allow_historical:
+        if not Path(args.source).exists():
+            raise UsageError(f"scenarios {args.source!r} do not exist")
+        # streamed: the file is read row group by row group (bounded memory)
+        scen = args.source
+        head = next(nsf.Scenarios.iter_parquet(scen, steps=[0]))
+        if specs and head.measure != "risk_neutral" and not args.allow_historical:
             raise UsageError(f"{args.source!r} holds historical-measure scenarios; sample with "
                              "--measure risk-neutral, or pass --allow-historical")
+        if args.var:
+            _print_var_es(scen, args)
+        if not specs:
+            return 0
     else:
+        if args.var:
+            raise UsageError("--var reads historical scenarios: give a .parquet file from "
+                             "`sample --measure historical`")
         model = load_model_file(args.source)
         if not 0 <= args.asset < model.n_assets:
             raise UsageError(f"--asset {args.asset} out of range: the model has "
@@ -322,19 +354,22 @@ def _price(args: argparse.Namespace) -> int:
         extra = {"device": args.device} if args.device else {}
         scen = model.sample(args.paths, horizon, measure="risk_neutral", r=args.rate,
                             q=args.dividend, spot=spot, seed=args.seed, **extra)
-    if not 0 <= args.asset < scen.n_assets:
-        raise UsageError(f"--asset {args.asset} out of range ({scen.n_assets} asset(s))")
-    rows = nsf.price_strip(scen, specs, asset=args.asset, allow_historical=args.allow_historical)
+    head = scen if isinstance(scen, nsf.Scenarios) else head
+    if not 0 <= args.asset < head.n_assets:
+        raise UsageError(f"--asset {args.asset} out of range ({head.n_assets} asset(s))")
+    rows = nsf.price_strip(scen, specs, asset=args.asset, allow_historical=args.allow_historical,
+                           progress=not args.quiet and isinstance(scen, str))
     if args.greeks:
         _greeks_rows(model, rows, args, spot)
-    spot0 = float(scen.prices[0, 0, args.asset])
+    spot0 = float(head.prices[0, 0, args.asset])
+    n_paths = head.n_paths if isinstance(scen, nsf.Scenarios) else _n_paths(scen)
     if args.json:
-        out = {"spot": spot0, "r": scen.r, "q": scen.q, "measure": scen.measure,
-               "n_paths": scen.n_paths, "options": rows}
+        out = {"spot": spot0, "r": head.r, "q": head.q, "measure": head.measure,
+               "n_paths": n_paths, "options": rows}
         print(json.dumps(out, indent=2, default=lambda v: None if v != v else v,
                          allow_nan=True).replace("NaN", "null"))
     else:
-        print(f"spot {spot0:.6g}, r {scen.r}, q {scen.q}, {scen.n_paths} {scen.measure} paths")
+        print(f"spot {spot0:.6g}, r {head.r}, q {head.q}, {n_paths} {head.measure} paths")
         print(nsf.format_price_table(rows))
         if args.greeks:
             print(f"{'option':<6} {'strike':>10} {'days':>5} {'delta':>9} {'SE':>8} "

@@ -82,6 +82,27 @@ class Loss(nn.Module):
         return dict(getattr(self, "_config", {}))
 
 
+def _marginal_w2(fake: torch.Tensor, real: torch.Tensor, h: int) -> torch.Tensor:
+    """Squared 2-Wasserstein distance of the pooled h-step returns of two batches, per channel,
+    over the real returns' variance: mean over quantiles of (q_fake - q_real)^2 / var_real.
+
+    Shape:
+        fake, real: (batch, length, channels) with equal batches -> ().
+    """
+    rf = (fake[:, h:] - fake[:, :-h]).transpose(0, 2).reshape(fake.shape[2], -1)
+    rr = (real[:, h:] - real[:, :-h]).transpose(0, 2).reshape(real.shape[2], -1).detach()
+    qf, _ = torch.sort(rf, dim=1)
+    qr, _ = torch.sort(rr, dim=1)
+    if qr.shape[1] != qf.shape[1]:  # batches of different sizes: the real quantiles at the fake's
+        pos = torch.linspace(0, qr.shape[1] - 1, qf.shape[1], dtype=qf.dtype, device=qf.device)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=qr.shape[1] - 1)
+        w = pos - lo
+        qr = qr[:, lo] * (1 - w) + qr[:, hi] * w
+    var = rr.var(dim=1, keepdim=True).clamp_min(torch.finfo(rr.dtype).tiny)
+    return ((qf - qr).pow(2) / var).mean(1).sum()
+
+
 def _check_pair(fake_paths: torch.Tensor, real_paths: torch.Tensor) -> None:
     if fake_paths.dim() != 3 or real_paths.dim() != 3:
         raise ValueError(
@@ -128,6 +149,11 @@ class SigW1(Loss):
         qv_scale: multiplier of the QV channel (normalised windows have QV about 1).
         scales: several path scalings s: the loss is the root of the sum over s of the squared
             distances of the signatures of s * paths (None: ``scale`` alone).
+        marginals: horizons h (in steps) whose return distributions are matched directly,
+            the tails included: the squared 2-Wasserstein distance of the pooled h-step
+            returns x_{t+h} - x_t of the two batches (sorted samples), divided by the real
+            returns' variance, is added to the squared signature distance.
+        marginal_weight: weight of each marginal term.
 
     Shape:
         fake_paths, real_paths: (batch, length, channels) -> scalar.
@@ -150,6 +176,8 @@ class SigW1(Loss):
         qv: bool = False,
         qv_scale: float = 1.0,
         scales: list[float] | None = None,
+        marginals: list[int] | None = None,
+        marginal_weight: float = 1.0,
     ) -> None:
         super().__init__()
         check_int("depth", depth)
@@ -169,10 +197,13 @@ class SigW1(Loss):
         self.scales = [float(self.scale)] if scales is None else [float(s) for s in scales]
         if not self.scales or any(not s > 0 for s in self.scales):
             raise ValueError(f"scales must be positive numbers, got {scales!r}")
+        self.marginals = [check_int("marginals", h) for h in (marginals or [])]
+        self.marginal_weight = float(marginal_weight)
         self._config = dict(
             depth=depth, lead_lag=lead_lag, time_aug=time_aug, basepoint=basepoint,
             level_scaling=level_scaling, scale=float(scale), squared=squared, backend=backend,
             qv=self.qv, qv_scale=self.qv_scale, scales=None if scales is None else self.scales,
+            marginals=self.marginals or None, marginal_weight=self.marginal_weight,
         )
 
     def _features(self, paths: torch.Tensor, s: float) -> torch.Tensor:
@@ -194,6 +225,8 @@ class SigW1(Loss):
         sq = 0.0
         for s in self.scales:
             sq = sq + self._squared_distance(fake_paths, real_paths, s)
+        for h in self.marginals:
+            sq = sq + self.marginal_weight * _marginal_w2(fake_paths, real_paths.to(fake_paths), h)
         return sq if self.squared else sq.clamp_min(0).sqrt()
 
     def _squared_distance(self, fake_paths, real_paths, s: float) -> torch.Tensor:

@@ -191,15 +191,16 @@ def _chunks(scen: Any, options: list[Option], progress: bool):
     return iter_scenario_file(scen, options, progress)
 
 
-def iter_scenario_file(path: str | os.PathLike, options: list[Option], progress: bool = False):
-    """Row groups of a scenario file as Scenarios, with only the columns ``options`` read."""
+def iter_scenario_file(path: str | os.PathLike, options: list[Option] | None = None,
+                       progress: bool = False, steps: list[int] | None = None):
+    """Row groups of a scenario file as Scenarios: only the columns ``options`` need (the
+    maturities when every payoff is terminal), or the given ``steps``, are read."""
     from tqdm.auto import tqdm
 
     from neuralsde_fin._scenario_files import read_times
 
     times, n_paths = read_times(path)
-    steps = None
-    if all(getattr(o, "terminal", False) for o in options):
+    if steps is None and options and all(getattr(o, "terminal", False) for o in options):
         t = torch.as_tensor(times, dtype=torch.float64)
         steps = sorted({int(torch.argmin((t - float(m)).abs())) for o in options
                         for m in torch.broadcast_to(o.maturity, o.shape).flatten().tolist()})

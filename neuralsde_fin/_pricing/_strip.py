@@ -67,35 +67,51 @@ def parse_option(text: str, kind: str) -> tuple[str, str, int]:
 
 
 def price_strip(scen: Any, specs: Sequence[tuple[str, Any, int]], *, asset: int = 0,
-                allow_historical: bool = False) -> list[dict[str, Any]]:
+                allow_historical: bool = False, progress: bool = False) -> list[dict[str, Any]]:
     """Price European calls / puts ``(kind, strike, days)`` on scenarios, with implied vols.
+
+    ``scen`` is a ``Scenarios`` or a scenario file / shard folder (read chunk by chunk, only
+    the maturities' columns: ``nsf.price``).
 
     Returns:
         One dict per option: kind, strike, moneyness, maturity (years), days, price, stderr,
         ci95 (low, high), implied_vol (NaN outside the no-arbitrage bounds).
     """
-    spot = float(scen.prices[0, 0, asset])
-    dt_grid = float(scen.times[1] - scen.times[0]) if scen.n_times > 1 else 1.0 / TRADING_DAYS
-    qv = scen.q if isinstance(scen.q, float) else scen.q[asset]
+    import os
+
+    from neuralsde_fin._scenarios import Scenarios
+
+    if isinstance(scen, (str, os.PathLike)):
+        from neuralsde_fin._scenario_files import read_times
+
+        times = read_times(scen)[0]
+        head = next(Scenarios.iter_parquet(scen, steps=[0]))
+    else:
+        head, times = scen, scen.times.detach().cpu().double().numpy()
+    spot = float(head.prices[0, 0, asset])
+    dt_grid = float(times[1] - times[0]) if len(times) > 1 else 1.0 / TRADING_DAYS
+    horizon = float(times[-1])
+    qv = head.q if isinstance(head.q, float) else head.q[asset]
     opts, rows = [], []
     for kind, k_text, days in specs:
         if kind not in ("call", "put"):
             raise ValueError(f"option kind must be 'call' or 'put', got {kind!r}")
         k = parse_strike(k_text, spot)
         t = days / TRADING_DAYS
-        if t > float(scen.times[-1]) + 1e-9:
+        if t > horizon + 1e-9:
             raise ValueError(f"maturity {days}d is beyond the scenarios' horizon "
-                             f"({float(scen.times[-1]) * TRADING_DAYS:.0f}d)")
+                             f"({horizon * TRADING_DAYS:.0f}d)")
         t = round(t / dt_grid) * dt_grid  # snap to the scenario grid
         opts.append((EuropeanCall if kind == "call" else EuropeanPut)(k, t, asset=asset))
         rows.append({"kind": kind, "strike": k, "moneyness": k / spot, "maturity": t,
                      "days": days})
-    for row, res in zip(rows, price(scen, opts, allow_historical=allow_historical)):
+    results = price(scen, opts, allow_historical=allow_historical, progress=progress)
+    for row, res in zip(rows, results):
         lo, hi = res.ci95
         row.update(price=float(res.price), stderr=float(res.stderr), ci95=(float(lo), float(hi)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            iv = implied_vol(row["price"], spot, row["strike"], row["maturity"], scen.r, qv,
+            iv = implied_vol(row["price"], spot, row["strike"], row["maturity"], head.r, qv,
                              kind=row["kind"])
         row["implied_vol"] = float(np.asarray(iv))
     return rows
