@@ -25,7 +25,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["AUTO_COMPILE_STEPS", "ENV", "acceleration", "compiling", "mode", "native", "resolve"]
+__all__ = ["AUTO_COMPILE_STEPS", "ENV", "acceleration", "compile_steps", "compiling", "mode",
+           "native", "resolve"]
 
 #: The environment variable of the default mode.
 ENV = "NEURALSDE_FIN_COMPILE"
@@ -36,6 +37,7 @@ AUTO_COMPILE_STEPS = 1000
 NATIVE = True
 
 _override: bool | None = None
+_compile_override: bool | None = None
 
 
 def mode() -> bool | None:
@@ -52,8 +54,23 @@ def native() -> bool:
 
 
 def compiling() -> bool:
-    """Whether solver steps are ``torch.compile``-d now (an explicit mode of True)."""
+    """Whether solver steps are ``torch.compile``-d now: inside :func:`compile_steps` its flag,
+    else an explicit mode of True."""
+    if _compile_override is not None:
+        return _compile_override
     return mode() is True
+
+
+@contextlib.contextmanager
+def compile_steps(enabled: bool) -> Iterator[None]:
+    """Compile the solver steps (or not) inside the block, leaving the native kernels as the
+    mode has them: a training run's ``compile=`` (``_calibrate._train``)."""
+    global _compile_override
+    previous, _compile_override = _compile_override, bool(enabled)
+    try:
+        yield
+    finally:
+        _compile_override = previous
 
 
 def resolve(compile: bool | None, steps: int) -> bool:

@@ -94,6 +94,53 @@ def _default_spot(model) -> list[float] | float:
     return [float(v) for v in last] if last else 1.0
 
 
+def _configure_start(p: argparse.ArgumentParser, end: bool = True) -> None:
+    """Where a conditional model's scenarios start: ``--history``, ``--end``, ``--stationary``."""
+    p.add_argument("--history", action="append", metavar="FILE",
+                   help="conditional models: price CSV(s) (one per asset, in the model's order) "
+                   "whose last closes are today's state (default: the end of the calibration "
+                   "history, kept in the checkpoint)")
+    if end:
+        p.add_argument("--end", help="with --history: its last date used (YYYY-MM-DD)")
+    p.add_argument("--history-column", action="append",
+                   help="with --history: the price column(s) to load (repeatable)")
+    p.add_argument("--stationary", action="store_true",
+                   help="conditional models: start from the stationary law, not today's state")
+
+
+def start_options(model, args: argparse.Namespace) -> dict[str, Any]:
+    """``{"history": frame}`` (today's state of a conditional model) or ``{}`` (stationary)."""
+    conditional = bool(getattr(model, "context", None))
+    if args.history and args.stationary:
+        raise UsageError("--history and --stationary exclude each other")
+    if not conditional:
+        if args.history or args.stationary:
+            flag = "--history" if args.history else "--stationary"
+            raise UsageError(f"{flag} needs a model calibrated with a context (this one always "
+                             "starts from its stationary law)")
+        return {}
+    if args.stationary:
+        return {}
+    if args.history:
+        history = load_history(args.history, args.history_column, None,
+                               getattr(args, "end", None))
+    else:
+        history = model.trailing_history()
+        if history is None:
+            raise UsageError("the checkpoint keeps no trailing closes: pass --history FILE or "
+                             "--stationary")
+    model.start_state(history)  # its one-line errors before anything is sampled or written
+    return {"history": history}
+
+
+def _start_text(start: dict[str, Any]) -> str:
+    h = start.get("history")
+    if h is None:
+        return ""
+    last = h.index[-1] if len(h.index) else None
+    return f", from the state of {last.date() if hasattr(last, 'date') else 'the history end'}"
+
+
 def _positive(name: str, v: int, least: int = 1) -> int:
     if v < least:
         raise UsageError(f"{name} must be >= {least}, got {v}")
@@ -145,6 +192,8 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="paths per step")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--stride", type=int, help="days between window starts")
+    p.add_argument("--context", type=int, help="condition on the previous N trading days "
+                   "(a conditional model; default: the recipe's, else none)")
     p.add_argument("--column", action="append", help="price column(s) to load (repeatable)")
     p.add_argument("--start", help="first date of the history used (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the history used (YYYY-MM-DD)")
@@ -162,7 +211,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         method=args.method, steps=args.steps, seed=args.seed, window=args.window,
         batch=args.batch, lr=args.lr, stride=args.stride, checkpoint_dir=args.checkpoint_dir,
         resume=True if args.resume else None, progress=False if args.no_progress else None,
-        device=args.device,
+        device=args.device, context=args.context,
     )
     if args.out.endswith((".parquet", ".csv")):
         raise UsageError(f"--out {args.out!r}: a model checkpoint is written (use .pt)")
@@ -221,6 +270,7 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
                    help="csv layout: long = one row per (path, step) with columns path, step, "
                    "time, date and one per asset; wide = one row per date, one column per path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _configure_start(p)
 
 
 @command("sample", _configure_sample)
@@ -236,8 +286,10 @@ def _sample(args: argparse.Namespace) -> int:
     if out.suffix == "" and out.is_file():
         raise UsageError(f"--out {args.out!r} is a file: use .parquet, .csv or a directory")
     model = load_model_file(args.model)
-    spot = args.spot if args.spot else _default_spot(model)
-    options = dict(measure=measure, r=args.rate, q=args.dividend, spot=spot, seed=args.seed)
+    start = start_options(model, args)
+    spot = args.spot if args.spot else (None if start else _default_spot(model))
+    options = dict(measure=measure, r=args.rate, q=args.dividend, spot=spot, seed=args.seed,
+                   **start)
     if args.chunk_size is not None:
         options["chunk_size"] = _positive("--chunk-size", args.chunk_size)
     if args.device:
@@ -251,7 +303,8 @@ def _sample(args: argparse.Namespace) -> int:
                                        progress=not args.quiet, **options)
     where = f" (rank {rank} of {world}, of {args.paths} in all)" if world > 1 else ""
     print(f"{share} paths x {args.horizon} days ({measure}, r={args.rate}, q={args.dividend}, "
-          f"seed={args.seed}) in {time.perf_counter() - t0:.1f} s -> {written}{where}")
+          f"seed={args.seed}{_start_text(start)}) in {time.perf_counter() - t0:.1f} s -> "
+          f"{written}{where}")
     return 0
 
 
@@ -285,17 +338,19 @@ def _configure_price(p: argparse.ArgumentParser) -> None:
                    "horizon at this level (e.g. 0.99; historical scenarios; repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _configure_start(p)
 
 
-def _greeks_rows(model, rows, args, spot) -> None:
+def _greeks_rows(model, rows, args, spot, start) -> None:
     """Add pathwise delta and vega (with SEs) to each priced row (one ``nsf.greeks`` call)."""
     import torch
 
     for row in rows:
         cls = nsf.EuropeanCall if row["kind"] == "call" else nsf.EuropeanPut
-        g = nsf.greeks(model, cls(row["strike"], row["maturity"], asset=args.asset),
+        # the maturity from its whole days (a float32 scenario time is not a multiple of dt)
+        g = nsf.greeks(model, cls(row["strike"], row["days"] / TRADING_DAYS, asset=args.asset),
                        args.paths, r=args.rate, q=args.dividend, spot=spot, seed=args.seed,
-                       dtype=torch.float64)
+                       dtype=torch.float64, **start)
         delta, dse = g.delta, g.delta_stderr
         if model.n_assets > 1:
             delta, dse = delta[args.asset], dse[args.asset]
@@ -324,8 +379,11 @@ def _price(args: argparse.Namespace) -> int:
     specs = [nsf.parse_option(t, kind) for kind, t in args.options]
     if not specs and not args.var:
         raise UsageError("give at least one --call K:T, --put K:T or --var LEVEL")
-    model = None
+    model, start = None, {}
     if args.source.endswith(".parquet") or Path(args.source).is_dir():
+        if args.history or args.stationary:
+            raise UsageError("--history / --stationary choose how a model samples: give a model "
+                             "checkpoint, not scenarios")
         if args.greeks:
             raise UsageError("--greeks needs a model checkpoint (they differentiate the sampler)")
         if not Path(args.source).exists():
@@ -348,19 +406,20 @@ def _price(args: argparse.Namespace) -> int:
         if not 0 <= args.asset < model.n_assets:
             raise UsageError(f"--asset {args.asset} out of range: the model has "
                              f"{model.n_assets} asset(s)")
-        spot = args.spot if args.spot else _default_spot(model)
+        start = start_options(model, args)
+        spot = args.spot if args.spot else (None if start else _default_spot(model))
         _positive("--paths", args.paths, 2)
         horizon = max(d for _, _, d in specs)
         extra = {"device": args.device} if args.device else {}
         scen = model.sample(args.paths, horizon, measure="risk_neutral", r=args.rate,
-                            q=args.dividend, spot=spot, seed=args.seed, **extra)
+                            q=args.dividend, spot=spot, seed=args.seed, **extra, **start)
     head = scen if isinstance(scen, nsf.Scenarios) else head
     if not 0 <= args.asset < head.n_assets:
         raise UsageError(f"--asset {args.asset} out of range ({head.n_assets} asset(s))")
     rows = nsf.price_strip(scen, specs, asset=args.asset, allow_historical=args.allow_historical,
                            progress=not args.quiet and isinstance(scen, str))
     if args.greeks:
-        _greeks_rows(model, rows, args, spot)
+        _greeks_rows(model, rows, args, spot, start)
     spot0 = float(head.prices[0, 0, args.asset])
     n_paths = head.n_paths if isinstance(scen, nsf.Scenarios) else _n_paths(scen)
     if args.json:
@@ -369,7 +428,8 @@ def _price(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, default=lambda v: None if v != v else v,
                          allow_nan=True).replace("NaN", "null"))
     else:
-        print(f"spot {spot0:.6g}, r {head.r}, q {head.q}, {n_paths} {head.measure} paths")
+        print(f"spot {spot0:.6g}, r {head.r}, q {head.q}, {n_paths} {head.measure} paths"
+              f"{_start_text(start)}")
         print(nsf.format_price_table(rows))
         if args.greeks:
             print(f"{'option':<6} {'strike':>10} {'days':>5} {'delta':>9} {'SE':>8} "
@@ -398,6 +458,25 @@ def _configure_eval_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paths", type=int, default=1000, help="generated paths (default 1000)")
     p.add_argument("--n-perm", type=int, default=200, help="MMD permutations (0: skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and tests")
+    p.add_argument("--forecast", metavar="DATE", help="conditional models: also score forecasts "
+                   "from every --every-th trading day from DATE on (CRPS of the --forecast-"
+                   "horizon return and realised vol, against GJR-GARCH-t fitted up to the day "
+                   "before DATE and the stationary start)")
+    p.add_argument("--forecast-end", metavar="DATE", help="last forecast date (default: the "
+                   "data's last date with a full horizon after it)")
+    p.add_argument("--every", type=int, default=5, help="trading days between forecast dates")
+    p.add_argument("--forecast-horizon", type=int, default=21, help="forecast horizon in days")
+
+
+def _forecast_options(model, args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.forecast:
+        return None
+    if not getattr(model, "context", None):
+        raise UsageError("--forecast needs a model calibrated with a context (today's state)")
+    return {"test_start": args.forecast, "test_end": args.forecast_end,
+            "every": _positive("--every", args.every),
+            "horizon": _positive("--forecast-horizon", args.forecast_horizon),
+            "n_paths": args.paths, "seed": args.seed}
 
 
 def _evaluation_inputs(args: argparse.Namespace):
@@ -429,7 +508,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     """Stylized facts of the model against the data, GBM and GJR-GARCH-t, with a verdict."""
     model, prices, horizon = _evaluation_inputs(args)
     scen = model.sample(args.paths, horizon, measure="historical", seed=args.seed)
-    rep = nsf.evaluate(scen, prices, **evaluation_kwargs(horizon, args.n_perm, args.seed))
+    options = _forecast_options(model, args)
+    forecast = None if options is None else nsf.forecast_evaluate(model, prices, **options)
+    rep = nsf.evaluate(scen, prices, forecast=forecast,
+                       **evaluation_kwargs(horizon, args.n_perm, args.seed))
     print(rep.to_markdown(), end="")
     for v in rep.verdicts():
         print(f"\nVerdict: {v}.")
@@ -444,6 +526,7 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smile-paths", type=int, default=4000,
                    help="risk-neutral paths for the implied-vol smile")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _configure_start(p, end=False)
 
 
 @command("report", _configure_report)
@@ -453,9 +536,12 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out!r} is a file, not a directory")
+    start = start_options(model, args)
+    history = start.get("history") if getattr(model, "context", None) else "auto"
     rep, path = nsf.make_report(
         out, model, prices, fmt=args.format, paths=args.paths, fan_days=args.fan_days,
-        smile_paths=args.smile_paths, progress=not args.no_progress,
+        smile_paths=args.smile_paths, progress=not args.no_progress, history=history,
+        forecast=_forecast_options(model, args),
         **evaluation_kwargs(horizon, args.n_perm, args.seed))
     figs = sorted(x.name for x in out.glob("*.png"))
     print(f"wrote {path} with {len(figs)} figures ({', '.join(figs)}) and metrics.json")

@@ -111,7 +111,6 @@ class ScenarioWriter:
 
     def _flush(self, n: int) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         ids = np.concatenate(self._ids) if len(self._ids) > 1 else self._ids[0]
         p = np.concatenate(self._prices) if len(self._prices) > 1 else self._prices[0]

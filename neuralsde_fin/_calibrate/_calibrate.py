@@ -14,8 +14,12 @@ from neuralsde_fin import _distributed as _dist
 from neuralsde_fin._calendar import TRADING_DAYS
 from neuralsde_fin._calibrate._losses import LOSSES, get_loss
 from neuralsde_fin._calibrate._train import OPTIMIZERS, train
+from neuralsde_fin._models._context import context_features
 from neuralsde_fin._models._market import MarketModel
 from neuralsde_fin._validate import check_int
+
+#: Training contexts a conditional model keeps for its stationary start.
+STATIONARY_CONTEXTS = 2048
 
 #: Per-method defaults, chosen with the cost figures of DESIGN section 3 in mind.
 #: sigkernel: cost ~ batch^2 x length^2 -> batch 32 and every 2nd point of the 64-step windows
@@ -75,6 +79,7 @@ def calibrate(
     num_threads: int | None = 1,
     compile: bool | None = None,
     device: torch.device | str | None = None,
+    context: int | None = None,
 ) -> MarketModel:
     """Calibrate a neural SDE market model to a daily price history.
 
@@ -124,6 +129,13 @@ def calibrate(
         device: where the model trains (e.g. "cuda"): the windows are moved there once and the
             whole step (simulation, adjoint, loss) runs there; the returned model stays on it
             (``model.to("cpu")`` to move it). Default: the CPU.
+        context: None (the law of windows), or C trading days: the model learns the law of the
+            next ``window`` days given the previous C. Training pairs are the (context, window)
+            stretches of the history; the generated window starts from the context's features
+            (``_models/_context.py``) and the loss compares the joint paths (real context
+            followed by the generated window, against the real stretch), so every method fits
+            the conditional law. ``model.sample(..., history=...)`` then starts from today's
+            state; the checkpoint keeps the history's last C + 1 closes as the default start.
 
     Returns:
         The calibrated ``MarketModel`` (with ``.sample`` and ``.save``).
@@ -170,7 +182,14 @@ def calibrate(
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
 
-    paths, _ = windows(prices, window, stride, dtype=torch.float64)
+    if context is not None:
+        check_int("context", context, 2)
+    c = context or 0
+    if c and len(prices) < c + window + 1:
+        raise ValueError(f"context={c} and window={window} need at least {c + window + 1} prices, "
+                         f"got {len(prices)}")
+    # with a context: joint (context, window) paths, relative to the context's start
+    paths, _ = windows(prices, c + window, stride, dtype=torch.float64)
     logp = np.log(np.asarray(prices, dtype=np.float64))
     logp = logp[:, None] if logp.ndim == 1 else logp
     rets = np.diff(logp, axis=0)
@@ -184,12 +203,20 @@ def calibrate(
     with torch.random.fork_rng(devices=[]):
         # the model's and the loss's own initial weights (e.g. a discriminator) follow the seed
         torch.manual_seed(seed)
+        n_stationary = 0 if context is None else min(STATIONARY_CONTEXTS, paths.shape[0])
         model = MarketModel(
-            paths.shape[-1], window=window, dt_data=1.0 / TRADING_DAYS, return_scale=scale, **mopts
+            paths.shape[-1], window=window, dt_data=1.0 / TRADING_DAYS, return_scale=scale,
+            context=context, stationary=n_stationary, **mopts
         ).to(dtype=dtype, device=dev)
         loss = get_loss(method, **lopts).to(dtype=dtype, device=dev)
     loss.seed = seed
     real = model.normalise(paths.to(dev)).to(dtype)
+    condition = None
+    if context is not None:
+        condition = context_features(real[:, : c + 1].double(), window).to(dtype)
+        pick = torch.linspace(0, condition.shape[0] - 1, n_stationary).round().long()
+        with torch.no_grad():  # the stationary start: training contexts evenly over the history
+            model.stationary_features.copy_(condition[pick])
     run_config = dict(
         method=method,
         window=window,
@@ -206,6 +233,7 @@ def calibrate(
         model=mopts,
         dtype=str(dtype),
         n_windows=int(paths.shape[0]),
+        context=context,
         scale=[float(s) for s in scale],
         adjoint=adjoint,
         grad_clip=grad_clip,
@@ -242,10 +270,11 @@ def calibrate(
                 run_config=run_config,
                 weight_decay=weight_decay,
                 compile=compile,
+                condition=condition,
             )
-            model.info.update(method=method, loss_options=lopts, window=window,
+            model.info.update(method=method, loss_options=lopts, window=window, context=context,
                               wall_time_s=round(time.perf_counter() - t_start, 2),
-                              **_provenance(prices))
+                              **_provenance(prices, context))
             if checkpoint_dir is not None and rank == 0:
                 model.save(os.path.join(os.fspath(checkpoint_dir), "model.pt"))
     finally:
@@ -253,8 +282,10 @@ def calibrate(
     return model
 
 
-def _provenance(prices: Any) -> dict[str, Any]:
-    """What a checkpoint records of its data: source, assets, dates, last closes."""
+def _provenance(prices: Any, context: int | None = None) -> dict[str, Any]:
+    """What a checkpoint records of its data: source, assets, dates, last closes, and for a
+    conditional model the trailing context (its last C + 1 closes and dates: the default
+    start of ``sample`` / ``price`` / ``report``)."""
     import pandas as pd
 
     if isinstance(prices, pd.Series):
@@ -262,13 +293,21 @@ def _provenance(prices: Any) -> dict[str, Any]:
     if not isinstance(prices, pd.DataFrame):
         arr = np.asarray(prices, dtype=np.float64)
         arr = arr[:, None] if arr.ndim == 1 else arr
-        return {"assets": [f"asset{j}" for j in range(arr.shape[1])],
-                "last_prices": [float(v) for v in arr[-1]]}
-    out: dict[str, Any] = {
+        out = {"assets": [f"asset{j}" for j in range(arr.shape[1])],
+               "last_prices": [float(v) for v in arr[-1]]}
+        if context:
+            out["trailing_closes"] = arr[-(context + 1):].tolist()
+        return out
+    out = {
         "assets": [str(c) for c in prices.columns],
         "last_prices": [float(v) for v in prices.iloc[-1].to_numpy()],
         "data": prices.attrs.get("source", "<DataFrame>"),
     }
     if isinstance(prices.index, pd.DatetimeIndex):
         out.update(first_date=str(prices.index[0].date()), last_date=str(prices.index[-1].date()))
+    if context:
+        tail = prices.iloc[-(context + 1):]
+        out["trailing_closes"] = tail.to_numpy(dtype=np.float64).tolist()
+        out["trailing_dates"] = [str(d.date()) if hasattr(d, "date") else str(d)
+                                 for d in tail.index]
     return out

@@ -39,11 +39,11 @@ import torch
 from torch import Tensor
 
 from neuralsde_fin import _distributed as _dist
+from neuralsde_fin._accel import compile_steps
 from neuralsde_fin._errors import CheckpointError
 from neuralsde_fin._models._checkpoint import model_from_checkpoint
 from neuralsde_fin._models._io import atomic_save, checkpoint_dict, safe_load
 from neuralsde_fin._models._market import MarketModel
-from neuralsde_fin._solvers._compiled import compiled_solvers
 from neuralsde_fin._solvers._compiled import resolve as resolve_compile
 
 TRAIN_FORMAT = "neuralsde_fin.calibration"
@@ -78,8 +78,14 @@ def _loss_and_grads(
     seed: int,
     step: int,
     adjoint: bool,
+    condition: Tensor | None = None,
 ) -> tuple[Tensor, bool]:
     """Steps 2-4 of one training step up to the gradients: (loss value, all finite).
+
+    With ``condition`` (a conditional model: the features of each real pair's context, rows
+    aligned with ``real_b``) the generated windows start from the batch's contexts, and the
+    loss compares the joint paths: the real context followed by the generated window against
+    the real (context, window) stretch.
 
     On W > 1 ranks this rank simulates its share of the global batch (global path ids
     ``shard_range(batch, rank, W)``), the shards are gathered, every rank evaluates the same
@@ -89,8 +95,13 @@ def _loss_and_grads(
     rank, world = _dist.rank_and_world()
     lo, hi = _dist.shard_range(batch, rank, world)
     loss.step = step
-    fake = model.simulate_normalised(hi - lo, seed=seed, step=step, adjoint=adjoint, path_offset=lo)
+    feats = None if condition is None else condition[lo:hi]
+    fake = model.simulate_normalised(hi - lo, seed=seed, step=step, adjoint=adjoint, path_offset=lo,
+                                     features=feats)
     fake = _dist.gather_batch(fake, batch)
+    if condition is not None:  # real context, then the generated window from its last close
+        c = real_b.shape[1] - fake.shape[1]
+        fake = torch.cat([real_b[:, : c + 1], real_b[:, c : c + 1] + fake[:, 1:]], dim=1)
     if loss.adversarial:
         loss.before_generator_step(fake.detach(), real_b)
     value = loss(fake, real_b)
@@ -127,6 +138,7 @@ def train(
     run_config: dict[str, Any] | None = None,
     weight_decay: float = 0.0,
     compile: bool | None = None,
+    condition: Tensor | None = None,
 ) -> MarketModel:
     """Fit ``model`` to the normalised real windows ``real`` by minimising ``loss``.
 
@@ -152,6 +164,8 @@ def train(
         callback: called as ``callback(step, loss)`` after every completed step.
         run_config: plain-JSON description of the run; a resumed run must match it.
         weight_decay: L2 weight decay of the generator's optimiser.
+        condition: for a conditional model, the context features of every real pair (rows of
+            ``real``, which then holds the joint (context, window) paths).
         compile: run the reversible-Heun steps of the package's fused fields ``torch.compile``-d
             (``nsf.compiled_solvers``; adjoint solves and the SDE-GAN discriminator). None:
             ``NEURALSDE_FIN_COMPILE`` if set, else on when ``steps >= 1000``, where the 20-30 s
@@ -235,9 +249,12 @@ def train(
         for step in range(start, steps):
             idx = _batch_indices(real.shape[0], batch, seed, step, device)
             real_b = real[idx]
-            with compiled_solvers(compiling):
+            cond_b = None if condition is None else condition[idx]
+            # compiled steps when this run compiles; the native kernels as the mode has them
+            with compile_steps(compiling):
                 value, ok = _loss_and_grads(
-                    model, loss, real_b, params, batch=batch, seed=seed, step=step, adjoint=adjoint
+                    model, loss, real_b, params, batch=batch, seed=seed, step=step,
+                    adjoint=adjoint, condition=cond_b,
                 )
             if ok:
                 if grad_clip is not None:

@@ -10,6 +10,7 @@ from neuralsde_fin._evaluate._baselines import (
 )
 from neuralsde_fin._evaluate._evaluate import evaluate, stylized_facts
 from neuralsde_fin._evaluate._facts import FACTS, FactScore, score_facts
+from neuralsde_fin._evaluate._forecast import ForecastReport, crps_samples, forecast_evaluate
 from neuralsde_fin._evaluate._mmd import sig_mmd_test
 from neuralsde_fin._evaluate._plots import (
     plot_acf,
@@ -35,9 +36,12 @@ __all__ = [
     "EvaluationReport",
     "FACTS",
     "FactScore",
+    "ForecastReport",
     "GBMBaseline",
     "GJRGarchBaseline",
+    "crps_samples",
     "evaluate",
+    "forecast_evaluate",
     "ks_2samp",
     "make_report",
     "moments",

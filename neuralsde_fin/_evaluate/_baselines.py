@@ -350,7 +350,6 @@ class GJRGarchBaseline(_Baseline):
         _check_sample_args(n_paths, horizon)
         rng = np.random.default_rng(seed)
         p = {k: np.array([q[k] for q in self.params_]) for k in self.params_[0]}
-        d = len(p["mu"])
         burn = self.burn_in if self.start == "stationary" else 0
         if self.start == "stationary":
             persistence = p["alpha"] + 0.5 * p["gamma"] + p["beta"]
@@ -363,6 +362,13 @@ class GJRGarchBaseline(_Baseline):
         else:  # the fitted model's variance for the day after the history
             e, v = np.array(self._last_eps), np.array(self._last_var)
             var0 = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * v
+        return self._simulate(var0, n_paths, horizon, burn, rng, chunk_size)
+
+    def _simulate(self, var0: np.ndarray, n_paths: int, horizon: int, burn: int,
+                  rng: np.random.Generator, chunk_size: int = 8192) -> np.ndarray:
+        """The recursion from the variance ``var0`` of the first simulated day (percent^2)."""
+        p = {k: np.array([q[k] for q in self.params_]) for k in self.params_[0]}
+        d = len(p["mu"])
         out = np.zeros((n_paths, horizon + 1, d))
         for lo in range(0, n_paths, chunk_size):
             n = min(chunk_size, n_paths - lo)
@@ -379,3 +385,41 @@ class GJRGarchBaseline(_Baseline):
                     y[:, t - burn] = p["mu"] + eps
             np.cumsum(y / 100.0, axis=1, out=out[lo : lo + n, 1:])
         return out
+
+    def filter_variances(self, returns: np.ndarray) -> np.ndarray:
+        """Next-day conditional variances (percent^2) along a return series, parameters fixed.
+
+        sigma^2_{t+1} = omega + (alpha + gamma 1[eps_t < 0]) eps_t^2 + beta sigma^2_t, started
+        at the unconditional variance (or the sample variance when persistence >= 1); row t is
+        the variance of day t + 1 given the returns up to day t (the filter through a test
+        period with the parameters fitted on the training period).
+
+        Shape:
+            returns: (n_obs, n_assets) daily log returns (not percent) -> (n_obs, n_assets).
+        """
+        self._check_fitted()
+        r = np.asarray(returns, dtype=np.float64)
+        r = r[:, None] if r.ndim == 1 else r
+        p = {k: np.array([q[k] for q in self.params_]) for k in self.params_[0]}
+        eps = 100 * r - p["mu"]
+        pers = p["alpha"] + 0.5 * p["gamma"] + p["beta"]
+        var = np.where(pers < 1, p["omega"] / np.maximum(1 - pers, 1e-12), eps.var(0))
+        out = np.empty_like(eps)
+        for t in range(eps.shape[0]):
+            var = p["omega"] + (p["alpha"] + p["gamma"] * (eps[t] < 0)) * eps[t] ** 2 + \
+                p["beta"] * var
+            out[t] = var
+        return out
+
+    def sample_from(self, var_next: np.ndarray, n_paths: int, horizon: int, *,
+                    seed: int = 0) -> np.ndarray:
+        """Daily log-price paths from 0 whose first day has the variance ``var_next`` (percent^2,
+        e.g. a row of :meth:`filter_variances`): a forecast from that date.
+
+        Shape:
+            var_next: (n_assets,) -> (n_paths, horizon + 1, n_assets).
+        """
+        self._check_fitted()
+        _check_sample_args(n_paths, horizon)
+        return self._simulate(np.asarray(var_next, dtype=np.float64), n_paths, horizon, 0,
+                              np.random.default_rng(seed))

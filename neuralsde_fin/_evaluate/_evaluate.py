@@ -118,6 +118,7 @@ def evaluate(
     mmd_length: int | None = 33,
     n_paths: int | None = None,
     kind: str = "auto",
+    forecast: Any = None,
 ) -> EvaluationReport:
     """Compare windows of generated paths with real windows and with fitted baselines.
 
@@ -163,6 +164,10 @@ def evaluate(
         n_paths: paths sampled from each baseline (default: as many as the first model, else
             as many as the real windows).
         kind: whether arrays hold prices or log-price paths: ``"auto"``, ``"price"``, ``"log"``.
+        forecast: a conditional model's forecast scores from
+            :func:`neuralsde_fin.forecast_evaluate` (CRPS of h-day returns and realised vols
+            from each date's history, against GJR-GARCH-t and the stationary start), reported
+            with the facts (``report.forecast``, the Markdown, ``to_dict``).
 
     Returns:
         An :class:`EvaluationReport` (``.table``, ``.to_markdown()``, ``.to_dict()``, ACF blocks).
@@ -187,6 +192,9 @@ def evaluate(
         if v is not None:
             check_int(name, v, 2, where="evaluate: ")
 
+    if forecast is not None and not hasattr(forecast, "ratios"):
+        raise ValueError("evaluate: forecast must be a ForecastReport from nsf.forecast_evaluate, "
+                         f"got {type(forecast).__name__}")
     if kind not in ("auto", "log", "price"):
         raise ValueError(f"evaluate: kind must be 'auto', 'log' or 'price', got {kind!r}")
 
@@ -328,7 +336,7 @@ def evaluate(
         "notes": notes + fallback_notes,
     }
     return EvaluationReport(table=table, acf=acf, returns=rets, horizon_returns=hrets, meta=meta,
-                            facts=facts)
+                            facts=facts, forecast=forecast)
 
 
 def _statistics(samples, assets, *, horizon, lags, seed, n_perm, mmd_samples, mmd_length):

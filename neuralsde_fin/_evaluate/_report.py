@@ -163,6 +163,8 @@ def make_report(
     fan_days: int = 126,
     smile_paths: int = 4000,
     progress: bool = False,
+    history: Any = "auto",
+    forecast: Mapping[str, Any] | None = None,
     **evaluate_kwargs: Any,
 ) -> tuple[Any, Path]:
     """Evaluate, draw every figure and write the report directory in one call.
@@ -179,6 +181,12 @@ def make_report(
     from the last close of ``real``, the risk-neutral implied-vol smile (``nsf.smile``,
     ``smile_paths`` paths), and the training curve from ``model.info["history"]``.
 
+    A conditional model's (``context=C``) fan chart and smile are today's: they start from
+    ``history`` (``"auto"``: the end of ``real``; a price history: its last C + 1 closes;
+    None: the stationary start), and ``forecast`` (options of
+    :func:`neuralsde_fin.forecast_evaluate`, e.g. ``{"test_start": "2015-01-01"}``) adds the
+    CRPS forecast scores against GJR-GARCH-t and the stationary start.
+
     Args:
         out_dir: the report directory.
         generated, real: as :func:`neuralsde_fin.evaluate`, or a model (see above).
@@ -189,6 +197,8 @@ def make_report(
         title, text: heading and introduction of the report.
         paths, fan_days, smile_paths: sizes of what a model's report samples.
         progress: a progress bar while a model's report samples and draws.
+        history: the start of a conditional model's fan chart and smile (see above).
+        forecast: forecast-evaluation options for a conditional model (see above).
         **evaluate_kwargs: passed to :func:`neuralsde_fin.evaluate` (``horizon``, ``seed``, ...).
 
     Returns:
@@ -200,13 +210,27 @@ def make_report(
 
     if fmt not in ("markdown", "html"):
         raise ValueError(f"make_report: fmt must be 'markdown' or 'html', got {fmt!r}")
+    fan_history = real
     if _is_model(generated):
+        model = generated
+        start = _report_start(model, real, history)
+        if start is not None:
+            fan_history = _history_to(real, start)
         generated, scenarios, smile, losses, text = _sample_for_report(
-            generated, real, paths=paths, fan_days=fan_days, smile_paths=smile_paths,
+            model, real, paths=paths, fan_days=fan_days, smile_paths=smile_paths,
             progress=progress, text=text, scenarios=scenarios, smile=smile, losses=losses,
-            evaluate_kwargs=evaluate_kwargs)
+            evaluate_kwargs=evaluate_kwargs, start=start, fan_history=fan_history)
+        if forecast is not None:
+            from neuralsde_fin._evaluate._forecast import forecast_evaluate
+
+            evaluate_kwargs["forecast"] = forecast_evaluate(model, real, progress=progress,
+                                                            **dict(forecast))
+    elif forecast is not None and not hasattr(forecast, "table"):
+        raise ValueError("make_report: forecast options need a model (generated=model)")
+    elif forecast is not None:
+        evaluate_kwargs["forecast"] = forecast
     report = evaluate(generated, real, **evaluate_kwargs)
-    figs = report_figures(report, history=real, scenarios=scenarios)
+    figs = report_figures(report, history=fan_history, scenarios=scenarios)
     if smile is not None:
         missing = {"strikes", "maturities", "implied_vols"} - set(smile)
         if missing:
@@ -230,9 +254,39 @@ def make_report(
     return report, path
 
 
+def _report_start(model: Any, real: Any, history: Any) -> Any:
+    """The start of a model's fan chart and smile: a history for a conditional model, else
+    None (``history="auto"``: the evaluated history ``real``)."""
+    if not getattr(model, "context", None):
+        if history is not None and not (isinstance(history, str) and history == "auto"):
+            raise ValueError("make_report: history= needs a conditional model (context=C)")
+        return None
+    if isinstance(history, str):
+        if history != "auto":
+            raise ValueError(f"make_report: history must be 'auto', None or a price history, "
+                             f"got {history!r}")
+        return real
+    return history
+
+
+def _history_to(real: Any, start: Any) -> Any:
+    """``real`` up to the last date of ``start`` when both have dates (the fan chart's past),
+    else ``start``."""
+    if start is real:
+        return real
+    idx = getattr(real, "index", None)
+    sidx = getattr(start, "index", None)
+    if isinstance(idx, pd.DatetimeIndex) and isinstance(sidx, pd.DatetimeIndex) and len(sidx):
+        cut = real.loc[: sidx[-1]]
+        if len(cut) and cut.index[-1] == sidx[-1]:
+            return cut
+    return start
+
+
 def _sample_for_report(model, real, *, paths, fan_days, smile_paths, progress, text, scenarios,
-                       smile, losses, evaluate_kwargs):
-    """What a model's report samples: evaluation paths, the fan chart, the smile, the curve."""
+                       smile, losses, evaluate_kwargs, start=None, fan_history=None):
+    """What a model's report samples: evaluation paths, the fan chart, the smile, the curve
+    (the fan chart and smile from ``start`` for a conditional model)."""
     from tqdm.auto import tqdm
 
     from neuralsde_fin._pricing._strip import smile as model_smile
@@ -241,19 +295,23 @@ def _sample_for_report(model, real, *, paths, fan_days, smile_paths, progress, t
     evaluate_kwargs.setdefault("lags", min(20, horizon - 1))
     seed = int(evaluate_kwargs.get("seed", 0))
     frame = real.to_frame() if isinstance(real, pd.Series) else real
+    past = frame if fan_history is None else fan_history
+    past = past.to_frame() if isinstance(past, pd.Series) else past
+    today = {} if start is None else {"history": start}
     bar = tqdm(total=3, desc="report", disable=not progress)
     try:
         bar.set_postfix_str("sampling")
         generated = model.sample(paths, horizon, measure="historical", seed=seed)
         if scenarios is None:
-            spot = [float(v) for v in frame.iloc[-1].to_numpy()]
+            spot = [float(v) for v in past.iloc[-1].to_numpy()]
             scenarios = model.sample(min(paths, 2000), fan_days, measure="historical",
-                                     spot=spot, seed=seed + 1)
+                                     spot=spot, seed=seed + 1, **today)
         bar.update()
         if smile is None:
             bar.set_postfix_str("smile")
             days = tuple(d for d in (21, 63, 126) if d <= max(fan_days, 21))
-            smile = model_smile(model, n_paths=smile_paths, seed=seed, maturities_days=days)
+            smile = model_smile(model, n_paths=smile_paths, seed=seed, maturities_days=days,
+                                **today)
         bar.update()
         info = getattr(model, "info", {}) or {}
         if losses is None:
@@ -264,6 +322,12 @@ def _sample_for_report(model, real, *, paths, fan_days, smile_paths, progress, t
                     f"{info.get('data', '?')} ({info.get('first_date', '?')} .. "
                     f"{info.get('last_date', '?')}). Evaluated on {len(frame)} dates with "
                     f"windows of {horizon} days; {paths} generated paths.")
+            if getattr(model, "context", None):
+                when = getattr(past, "index", [None])[-1] if len(past) else None
+                when = str(when.date()) if hasattr(when, "date") else "the history's end"
+                text += (f" Fan chart and smile from today's state ({when}; the last "
+                         f"{model.context} days)." if start is not None else
+                         " Fan chart and smile from the stationary start.")
         bar.update()
     finally:
         bar.close()

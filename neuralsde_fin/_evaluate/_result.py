@@ -26,6 +26,8 @@ class EvaluationReport:
             parameters.
         facts: model name -> one :class:`~neuralsde_fin._evaluate._facts.FactScore` per asset:
             the eight stylized-fact errors against GJR-GARCH(1,1)-t's (when it is a baseline).
+        forecast: a conditional model's forecast scores
+            (:class:`~neuralsde_fin._evaluate._forecast.ForecastReport`), or None.
     """
 
     table: pd.DataFrame
@@ -34,6 +36,7 @@ class EvaluationReport:
     horizon_returns: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, list[Any]] = field(default_factory=dict)
+    forecast: Any = None
 
     def verdicts(self) -> list[str]:
         """One line per model (and asset): how it does against GJR-GARCH-t on the 8 facts."""
@@ -73,6 +76,8 @@ class EvaluationReport:
             lines.extend(f"- {n}" for n in notes)
         if self.facts:
             lines += ["", self.facts_markdown().rstrip()]
+        if self.forecast is not None:
+            lines += ["", self.forecast.to_markdown().rstrip()]
         return "\n".join(lines) + "\n"
 
     def to_html(self, digits: int = 4) -> str:
@@ -82,6 +87,8 @@ class EvaluationReport:
         notes = self.meta.get("notes", [])
         if notes:
             html += "\n<ul>\n" + "".join(f"<li>{_esc(n)}</li>\n" for n in notes) + "</ul>\n"
+        if self.forecast is not None:
+            html += "\n<pre>" + _esc(self.forecast.to_markdown()) + "</pre>\n"
         return html
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +114,7 @@ class EvaluationReport:
                        for sc in scores]
                 for name, scores in self.facts.items()
             },
+            "forecast": None if self.forecast is None else self.forecast.to_dict(),
         }
 
     def __str__(self) -> str:

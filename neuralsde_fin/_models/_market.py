@@ -53,6 +53,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,6 +61,12 @@ from neuralsde_fin._brownian import counter_normal, derive_seed
 from neuralsde_fin._brownian._steps import LEAVES_LOG2, UNITS_LOG2, StepBrownian
 from neuralsde_fin._calendar import DAY, HISTORICAL, RISK_NEUTRAL
 from neuralsde_fin._models._common import check_sample_args, path_scalar, spot_tensor
+from neuralsde_fin._models._context import (
+    context_features,
+    feature_count,
+    history_path,
+    stationary_index,
+)
 from neuralsde_fin._models._io import save_model
 from neuralsde_fin._solvers import MLPDriftDiffusion, sdeint
 from neuralsde_fin._solvers._fused import FusedField, LogPriceRows
@@ -94,6 +101,11 @@ class MarketModel(MLPDriftDiffusion):
             time-homogeneous, which extrapolates more safely beyond one window.
         drift_final: output activation of the drift net (None, "tanh", "sigmoid", "softplus").
         diffusion_final: output activation of the diffusion net.
+        context: None (an unconditional model), or the number C of trailing trading days
+            whose features (``_models/_context.py``) set the initial latent distribution:
+            h_0 = xi_theta(Z, e_theta(features)), the learned code e of today's state.
+        stationary: how many training contexts' features the model keeps, to start from its
+            stationary law when no history is given (a draw of one of them per path).
 
     Shape:
         f_and_g: t (), y (batch, n_assets + latent) -> f (batch, state),
@@ -118,6 +130,8 @@ class MarketModel(MLPDriftDiffusion):
         time_input: bool = True,
         drift_final: str | None = None,
         diffusion_final: str | None = None,
+        context: int | None = None,
+        stationary: int = 0,
     ) -> None:
         for name, v in (("n_assets", n_assets), ("latent", latent), ("width", width),
                         ("depth", depth), ("window", window)):
@@ -139,7 +153,15 @@ class MarketModel(MLPDriftDiffusion):
         if scale.shape != (n_assets,) or not bool((scale > 0).all()):
             raise ValueError(f"return_scale must be {n_assets} positive numbers, got {scale}")
         self.register_buffer("return_scale", scale.clone())
-        self.initial = mlp(init_noise, latent, width, depth)
+        self.context = None if context is None else check_int("context", context, 2)
+        self.n_features = feature_count(n_assets)
+        code = latent if self.context else 0
+        self.initial = mlp(init_noise + code, latent, width, depth)
+        if self.context:
+            self.encoder = mlp(self.n_features, code, width, depth)
+            self.register_buffer("stationary_features",
+                                 torch.zeros(check_int("stationary", stationary, 0),
+                                             self.n_features))
         self.info: dict[str, Any] = {}
         with torch.no_grad():
             # Start at the data's volatility: price rows of sigma = e_i-ish with unit norm.
@@ -168,7 +190,11 @@ class MarketModel(MLPDriftDiffusion):
         """Log-price windows (..., n_assets) in data units -> normalised units."""
         return log_paths / self.path_scale.to(log_paths)
 
-    def _y0(self, z: Tensor) -> Tensor:
+    def _y0(self, z: Tensor, features: Tensor | None = None) -> Tensor:
+        if self.context:
+            if features is None:
+                raise ValueError("a conditional model (context=C) needs the context's features")
+            z = torch.cat([z, self.encoder(features.to(z).expand(z.shape[0], -1))], dim=1)
         h0 = self.initial(z)
         return torch.cat([h0.new_zeros(h0.shape[0], self.n_assets), h0], dim=1)
 
@@ -190,6 +216,7 @@ class MarketModel(MLPDriftDiffusion):
         adjoint: bool = False,
         dtype: torch.dtype | None = None,
         path_offset: int = 0,
+        features: Tensor | None = None,
     ) -> Tensor:
         """Generator output for training: normalised log-price paths over one window.
 
@@ -215,7 +242,7 @@ class MarketModel(MLPDriftDiffusion):
         bm = self._brownian(batch, derive_seed(seed, _KEY_TRAIN_DW, step), 1.0, path_offset,
                             False, dtype, dev)
         ts = torch.arange(n_steps + 1, dtype=dtype, device=dev) * bm.dt
-        ys = sdeint(self, self._y0(z), ts, bm=bm, adjoint=adjoint)
+        ys = sdeint(self, self._y0(z, features), ts, bm=bm, adjoint=adjoint)
         return ys[..., : self.n_assets].transpose(0, 1)
 
     # ---------------------------------------------------------------- sampling
@@ -249,6 +276,7 @@ class MarketModel(MLPDriftDiffusion):
         valuation_date: Any = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        history: Any = None,
     ) -> Any:
         """Sample price scenarios under the historical or the risk-neutral measure.
 
@@ -279,6 +307,11 @@ class MarketModel(MLPDriftDiffusion):
             valuation_date: date of time 0 (passed to Scenarios).
             dtype: float32 or float64.
             device: device of the solve and of the prices (default: the model's).
+            history: today's state, for a model calibrated with ``context=C``: a price
+                history (DataFrame with the model's assets as columns, Series, or array of
+                closes, oldest first) whose last C + 1 closes set the initial latent
+                distribution; ``spot`` then defaults to its last close. None: the model's
+                stationary start (each path from one of the training contexts).
 
         Returns:
             ``nsf.Scenarios`` with times (horizon + 1,) and prices (n_paths, horizon + 1,
@@ -307,6 +340,17 @@ class MarketModel(MLPDriftDiffusion):
         if qv.numel() not in (1, a):
             raise ValueError(f"q must be a float or {a} values, got {q!r}")
         qv = qv.expand(a)
+        features = None
+        if history is not None:
+            features, last = self.start_state(history)
+            if spot is None:
+                spot = last
+            if valuation_date is None and hasattr(history, "index") and len(history.index) \
+                    and hasattr(history.index[-1], "date"):
+                valuation_date = history.index[-1]  # time 0 is the history's last date
+        elif self.context and self.stationary_features.shape[0] == 0:
+            raise ValueError("this conditional model stores no training contexts: pass "
+                             "history= (its start)")
         s0 = spot_tensor(spot, n_paths, a, dtype, dev)
         lam = None
         if not (isinstance(vol_scale, (int, float)) and float(vol_scale) == 1.0):
@@ -323,7 +367,7 @@ class MarketModel(MLPDriftDiffusion):
         for lo in range(0, n_paths, chunk_size):
             hi = min(n_paths, lo + chunk_size)
             args = (hi - lo, horizon, step_days, measure, float(r), qv, seed, path_offset + lo,
-                    antithetic)
+                    antithetic, features)
             with torch.no_grad():
                 if quad:
                     up, down = (model._sample_logs(*args, s) for s in (1.0, -1.0))
@@ -348,9 +392,47 @@ class MarketModel(MLPDriftDiffusion):
             antithetic=antithetic, valuation_date=valuation_date,
         )
 
+    def start_state(self, history: Any) -> tuple[Tensor, list[float]]:
+        """Today's state from a price history: the context features and the last closes.
+
+        Checks the history (one-line errors: too short, NaN or non-positive prices with the
+        row, wrong columns) without sampling, e.g. before a long run writes anything.
+
+        Args:
+            history: as ``sample(..., history=...)``.
+
+        Returns:
+            (features (1, n_features) float64, the last closes per asset).
+        """
+        if not self.context:
+            raise ValueError("history= needs a model calibrated with context=C (this one "
+                             "starts from its stationary law)")
+        logp, last = history_path(history, self.n_assets, self.context, self.info.get("assets"))
+        x = self.normalise(torch.as_tensor(logp - logp[0], dtype=torch.float64))
+        return (context_features(x[None].to(self.return_scale.device), self.window),
+                [float(v) for v in last])
+
+    def trailing_history(self) -> Any:
+        """The calibration history's last ``context + 1`` closes, as stored in the checkpoint:
+        the start of "today" (``sample(..., history=model.trailing_history())``).
+
+        Returns:
+            A DataFrame (dates as index when the history had dates, the model's assets as
+            columns), or None for an unconditional model or one without stored closes.
+        """
+        import pandas as pd
+
+        closes = self.info.get("trailing_closes")
+        if not self.context or not closes:
+            return None
+        dates = self.info.get("trailing_dates")
+        index = pd.DatetimeIndex(pd.to_datetime(dates), name="Date") if dates else None
+        cols = self.info.get("assets") or [f"asset{j}" for j in range(self.n_assets)]
+        return pd.DataFrame(np.asarray(closes, dtype=np.float64), index=index, columns=cols)
+
     def _sample_logs(
         self, n: int, horizon: int, step_days: float, measure: str, r: float, q: Tensor,
-        seed: int, offset: int, antithetic: bool, lam: float | None,
+        seed: int, offset: int, antithetic: bool, features: Tensor | None, lam: float | None,
     ) -> Tensor:
         """Log-prices relative to spot of paths offset .. offset + n - 1: (n, horizon + 1, A)."""
         p = self.return_scale
@@ -361,11 +443,14 @@ class MarketModel(MLPDriftDiffusion):
                            torch.arange(self.init_noise, device=dev)[None], dtype=dtype, device=dev)
         if antithetic:  # paths 2j and 2j + 1 use opposite Gaussian inputs
             z = z * (1 - 2 * (ids % 2)).to(dtype)[:, None]
+        if self.context and features is None:  # the stationary start: a training context each
+            pick = stationary_index(seed, keys, self.stationary_features.shape[0])
+            features = self.stationary_features[pick]
         bm = self._brownian(n, derive_seed(seed, _KEY_SAMPLE_DW), step_days, offset, antithetic,
                             dtype, dev)
         sde = self if measure == HISTORICAL else self.risk_neutral(r, q, lam)
         ts = torch.arange(horizon + 1, dtype=dtype, device=dev) * bm.dt
-        ys = sdeint(sde, self._y0(z), ts, bm=bm)
+        ys = sdeint(sde, self._y0(z, features), ts, bm=bm)
         return ys[..., : self.n_assets].transpose(0, 1) * self.path_scale.to(ys)
 
     def _cast(self, dtype: torch.dtype, device: torch.device) -> MarketModel:
@@ -384,7 +469,8 @@ class MarketModel(MLPDriftDiffusion):
         return dict(
             n_assets=self.n_assets, latent=self.latent, noise=self.noise, width=self.width,
             depth=self.depth, init_noise=self.init_noise, window=self.window,
-            dt_data=self.dt_data, time_input=self.time_input,
+            dt_data=self.dt_data, time_input=self.time_input, context=self.context,
+            stationary=0 if not self.context else int(self.stationary_features.shape[0]),
             drift_final=self._final_names[0], diffusion_final=self._final_names[1],
         )
 

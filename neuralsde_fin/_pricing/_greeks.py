@@ -54,13 +54,14 @@ def greeks(
     method: str = "pathwise",
     r: float = 0.0,
     q: float | Any = 0.0,
-    spot: float | Any = 1.0,
+    spot: float | Any = None,
     seed: int = 0,
     dt: float = DAY,
     antithetic: bool = False,
     bump: float = 1e-4,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
+    history: Any = None,
 ) -> GreeksResult:
     r"""Delta and vega of an option under a model, by pathwise differentiation or by finite
     differences with common random numbers.
@@ -84,13 +85,16 @@ def greeks(
         method: ``"pathwise"`` or ``"fd"``.
         r: risk-free rate.
         q: dividend yield.
-        spot: initial price(s).
+        spot: initial price(s); default: the last close of ``history``, else 1.
         seed: seed of the sampler.
         dt: time step in years.
         antithetic: antithetic pairs (averaged before the standard errors).
         bump: relative bump of the finite differences.
         dtype: floating dtype.
         device: device.
+        history: today's state for a conditional model (``MarketModel`` calibrated with
+            ``context=C``; see its ``sample``): the Greeks are then today's. None: the
+            model's stationary start.
 
     Returns:
         A :class:`GreeksResult`.
@@ -118,6 +122,9 @@ def greeks(
     if horizon < 1 or abs(horizon * dt - t_max) > 1e-9 * max(t_max, 1.0):
         raise ValueError(f"maturity {t_max} is not a multiple of dt={dt}")
     n_assets = getattr(model, "n_assets", 1)
+    if spot is None:
+        spot = 1.0 if history is None else _last_close(history)
+    start = {} if history is None else {"history": history}
     s0 = torch.as_tensor(spot, dtype=dtype, device=device).flatten()
     if s0.numel() not in (1, n_assets) or bool((s0 <= 0).any()):
         raise ValueError(f"spot must be > 0, one value or one per asset, got {spot!r}")
@@ -128,7 +135,7 @@ def greeks(
     def run(spot_t: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         scen = model.sample(
             n_paths, horizon, measure="risk_neutral", r=r, q=q, spot=spot_t, seed=seed, dt=dt,
-            antithetic=antithetic, vol_scale=lam, dtype=dtype, device=device,
+            antithetic=antithetic, vol_scale=lam, dtype=dtype, device=device, **start,
         )
         return disc * option.payoff(scen)  # (n_paths, *shape)
 
@@ -165,3 +172,14 @@ def greeks(
     d, d_se = _mean_se(delta, antithetic)
     v, v_se = _mean_se(vega, antithetic)
     return GreeksResult(price, price_se, d, d_se, v, v_se, n_paths, method)
+
+
+def _last_close(history: Any) -> list[float]:
+    """The last row of a price history (DataFrame, Series or array, oldest first)."""
+    import numpy as np
+
+    arr = np.asarray(history.detach().cpu() if isinstance(history, torch.Tensor) else history,
+                     dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError("history is empty: no last close to start from")
+    return np.atleast_1d(arr[-1]).tolist()

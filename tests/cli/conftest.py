@@ -47,3 +47,15 @@ def _one_line_error(capsys, code: int, *needles: str) -> str:
     for n in needles:
         assert n in lines[0], lines[0]
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_model(tmp_path_factory, tiny_data) -> Path:
+    """A conditional model (context 20 days) calibrated by the CLI with tiny settings."""
+    out = tmp_path_factory.mktemp("cmodel") / "cmodel.pt"
+    code = main([
+        "calibrate", str(tiny_data), "--method", "sigw1", "--steps", "3", "--window", "16",
+        "--context", "20", "--batch", "8", "--seed", "0", "--out", str(out), "--no-progress",
+    ])
+    assert code == 0 and out.exists()
+    return out
